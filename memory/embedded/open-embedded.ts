@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { MemoryError } from '../errors.js';
+import { createPgliteTransport } from '../transports/pglite.js';
+import { createPostgresTransport } from '../transports/postgres.js';
+import type { SqlTransport } from '../transports/transport.js';
+import { Gate } from './gate.js';
+import { readOwnerInfo, removeOwnerInfo, tryLockDataDir, writeOwnerInfo, type OwnerInfo } from './lock.js';
+import { EmbeddedSocketServer } from './socket-server.js';
+
+/**
+ * - `owner`: open the folder and (with `serve`) serve it; fail with DATA_DIR_LOCKED if another process owns it.
+ * - `client`: connect to the owner's socket; fail if nobody serves the folder.
+ * - `auto`: connect to a serving owner if there is one, else become the owner.
+ */
+export type EmbeddedRole = 'auto' | 'owner' | 'client';
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  role?: EmbeddedRole;
+  /** Whether an owner serves the folder on a socket for other processes (default true). */
+  serve?: boolean;
+  /** How long a client or `auto` waits for a busy folder's owner (default 10 s). */
+  waitMs?: number;
+  maxConnections?: number;
+}
+
+const SOCKET_PORT = 5432;
+// sun_path holds 108 bytes on Linux and 104 on macOS, terminator included.
+const MAX_SOCKET_PATH = 100;
+
+function socketDirFor(dataDir: string): string {
+  if (path.join(dataDir, `.s.PGSQL.${SOCKET_PORT}`).length <= MAX_SOCKET_PATH) return dataDir;
+  const digest = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
+  const dir = path.join(os.tmpdir(), `lk-memory-${digest}`);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+function connectToOwner(info: OwnerInfo & { socketDir: string }, options: EmbeddedOptions): SqlTransport {
+  return createPostgresTransport({
+    kind: 'embedded-socket',
+    location: `embedded ${options.dataDir} (via the socket of pid ${info.pid})`,
+    maxConnections: options.maxConnections ?? 4,
+    config: { host: info.socketDir, port: info.port, user: 'postgres', database: 'postgres' },
+  });
+}
+
+async function becomeOwner(dataDir: string, release: () => Promise<void>, serve: boolean): Promise<SqlTransport> {
+  const location = `embedded ${dataDir}`;
+  let db: PGlite;
+  try {
+    db = await PGlite.create(path.join(dataDir, 'pgdata'));
+  } catch (error) {
+    await release();
+    throw new MemoryError('BACKEND_UNAVAILABLE', `cannot open the embedded database in ${dataDir}: ${String(error)}`, {
+      cause: error,
+    });
+  }
+  const gate = new Gate();
+  let server: EmbeddedSocketServer | undefined;
+  const info: OwnerInfo = { pid: process.pid, port: SOCKET_PORT, startedAt: new Date().toISOString() };
+  if (serve) {
+    const socketDir = socketDirFor(dataDir);
+    const socketPath = path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}`);
+    // We hold the lock, so a socket file here is a dead owner's leftover.
+    fs.rmSync(socketPath, { force: true });
+    server = new EmbeddedSocketServer(db, gate);
+    await server.listen(socketPath);
+    fs.chmodSync(socketPath, 0o600);
+    info.socketDir = socketDir;
+  }
+  writeOwnerInfo(dataDir, info);
+  return createPgliteTransport(db, gate, location, async () => {
+    removeOwnerInfo(dataDir);
+    await server?.close();
+    await db.close();
+    await release();
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Open the embedded database in `dataDir` as its owner or as a client of its owner. */
+export async function openEmbedded(options: EmbeddedOptions): Promise<SqlTransport> {
+  const dataDir = path.resolve(options.dataDir);
+  const role = options.role ?? 'auto';
+  const serve = options.serve ?? true;
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new MemoryError('INVALID_CONFIG', `cannot create MEMORY_DATA_DIR ${dataDir}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const deadline = Date.now() + (options.waitMs ?? 10_000);
+  for (;;) {
+    if (role !== 'client') {
+      const lock = await tryLockDataDir(dataDir);
+      if (lock) return becomeOwner(dataDir, () => lock.release(), serve);
+    }
+    const owner = readOwnerInfo(dataDir);
+    if (role === 'owner') {
+      throw new MemoryError(
+        'DATA_DIR_LOCKED',
+        `the embedded database in ${dataDir} is already owned by ${owner ? `process ${owner.pid}` : 'another process'}; ` +
+          'only one process may open it: stop that process, or connect to it as a client (role "client")',
+      );
+    }
+    if (owner?.socketDir) return connectToOwner({ ...owner, socketDir: owner.socketDir }, options);
+    if (Date.now() >= deadline) {
+      throw new MemoryError(
+        'BACKEND_UNAVAILABLE',
+        role === 'client'
+          ? `no process serves the embedded database in ${dataDir}: start the worker (npm start) first`
+          : `the embedded database in ${dataDir} stayed busy (owned by ${owner ? `process ${owner.pid}` : 'another process'}, which does not serve it)`,
+      );
+    }
+    // The owner is starting, or is a short-lived command that does not serve: wait for it.
+    await sleep(50);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * Every failure the memory layer reports is a MemoryError with a stable `code`, so callers (the
+ * LiveKit plugin, the CLI, tests) branch on the code and never on message text. Messages say what
+ * went wrong and what to do about it.
+ */
+export const MEMORY_ERROR_CODES = [
+  // Bad input: nothing was sent to the database.
+  'INVALID_IDENTITY',
+  'INVALID_NAMESPACE',
+  'INVALID_CATEGORY',
+  'INVALID_KEY',
+  'INVALID_VALUE',
+  'INVALID_OPTION',
+  'INVALID_CONFIG',
+  'USER_MISMATCH',
+  // The backend.
+  'BACKEND_UNAVAILABLE',
+  'DATA_DIR_LOCKED',
+  'SCHEMA_NOT_MIGRATED',
+  'MIGRATION_FAILED',
+  'PROVISIONING_FAILED',
+  'USER_NOT_PROVISIONED',
+  'IDENTITY_CONFLICT',
+  'PERMISSION_DENIED',
+  'DATABASE_ERROR',
+  'CLOSED',
+] as const;
+
+export type MemoryErrorCode = (typeof MEMORY_ERROR_CODES)[number];
+
+/** Codes that mean the caller passed something unacceptable; nothing reached the database. */
+const INPUT_CODES: ReadonlySet<MemoryErrorCode> = new Set([
+  'INVALID_IDENTITY',
+  'INVALID_NAMESPACE',
+  'INVALID_CATEGORY',
+  'INVALID_KEY',
+  'INVALID_VALUE',
+  'INVALID_OPTION',
+  'INVALID_CONFIG',
+  'USER_MISMATCH',
+]);
+
+export interface MemoryErrorOptions {
+  cause?: unknown;
+  /** For wrapped failures (PROVISIONING_FAILED): the code of the underlying failure. */
+  reason?: MemoryErrorCode;
+}
+
+export class MemoryError extends Error {
+  override readonly name = 'MemoryError';
+  readonly code: MemoryErrorCode;
+  readonly reason: MemoryErrorCode | undefined;
+
+  constructor(code: MemoryErrorCode, message: string, options: MemoryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.reason = options.reason;
+  }
+
+  /** True when the input was rejected before any database work. */
+  get isInputError(): boolean {
+    return INPUT_CODES.has(this.code);
+  }
+}
+
+export function isMemoryError(error: unknown, code?: MemoryErrorCode): error is MemoryError {
+  return error instanceof MemoryError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,10 @@
+export { MemoryError, MEMORY_ERROR_CODES, isMemoryError, type MemoryErrorCode } from './errors.js';
+export { DNS_NAMESPACE, MAX_IDENTITY_BYTES, identityToUserId, parseNamespace } from './identity.js';
+export { CATEGORY_PATTERN, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_CHARS, checkCategory, checkKey, checkValue } from './labels.js';
+export { loadMemoryConfig, type MemoryConfig } from './config.js';
+export { openMemory, type OpenMemoryOptions } from './open.js';
+export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo } from './store.js';
+export { UserMemory } from './user-memory.js';
+export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
+export type { EmbeddedRole } from './embedded/open-embedded.js';
+export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions } from './types.js';

@@ -1,0 +1,64 @@
+import { MemoryError } from './errors.js';
+
+/** Categories are upper-case identifiers: FACT, PREFERENCE, TASK_2, ... */
+export const CATEGORY_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
+export const MAX_KEY_CHARS = 256;
+export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024;
+
+// C0 controls, DEL and C1 controls: invisible in logs and prompts, and a way to smuggle
+// line breaks into a memory block, so keys may not hold them.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+
+const utf8 = new TextEncoder();
+
+export function checkCategory(category: unknown): string {
+  if (typeof category !== 'string' || !CATEGORY_PATTERN.test(category)) {
+    throw new MemoryError(
+      'INVALID_CATEGORY',
+      `category ${JSON.stringify(category)} is invalid: use an upper-case identifier matching ${CATEGORY_PATTERN.source} (e.g. FACT, PREFERENCE)`,
+    );
+  }
+  return category;
+}
+
+export function checkKey(key: unknown): string {
+  if (typeof key !== 'string') {
+    throw new MemoryError('INVALID_KEY', `key must be a string, got ${typeof key}`);
+  }
+  if (!key.isWellFormed()) {
+    throw new MemoryError('INVALID_KEY', 'key is not valid UTF-16 (it holds a lone surrogate)');
+  }
+  // Counted in code points, which is what a person means by "characters".
+  const length = [...key].length;
+  if (length < 1 || length > MAX_KEY_CHARS) {
+    throw new MemoryError('INVALID_KEY', `key must be 1 to ${MAX_KEY_CHARS} characters, got ${length}`);
+  }
+  if (CONTROL_CHARS.test(key)) {
+    throw new MemoryError('INVALID_KEY', `key ${JSON.stringify(key)} contains a control character`);
+  }
+  return key;
+}
+
+export function checkValue(value: unknown, maxBytes: number): string {
+  if (typeof value !== 'string') {
+    throw new MemoryError('INVALID_VALUE', `value must be a string, got ${typeof value}`);
+  }
+  if (!value.isWellFormed()) {
+    throw new MemoryError('INVALID_VALUE', 'value is not valid UTF-16 (it holds a lone surrogate), so it is not UTF-8 text');
+  }
+  if (value.includes('\u0000')) {
+    throw new MemoryError('INVALID_VALUE', 'value contains a NUL character, which PostgreSQL text cannot store');
+  }
+  const bytes = utf8.encode(value).length;
+  if (bytes > maxBytes) {
+    throw new MemoryError('INVALID_VALUE', `value is ${bytes} UTF-8 bytes; the limit is ${maxBytes} (maxValueBytes)`);
+  }
+  return value;
+}
+
+export function checkLimit(limit: unknown, name: string, max: number): number {
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 0 || limit > max) {
+    throw new MemoryError('INVALID_OPTION', `${name} must be an integer from 0 to ${max}, got ${String(limit)}`);
+  }
+  return limit;
+}

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MemoryError, isMemoryError } from '../errors.js';
+import type { Queryable, SqlTransport } from '../transports/transport.js';
+
+export interface Migration {
+  /** The timestamp prefix of the file name, e.g. 20261123000000. */
+  version: string;
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+export interface MigrationResult {
+  applied: string[];
+  current: string | undefined;
+}
+
+const FILE_PATTERN = /^(\d{14})_([a-z0-9_]+)\.sql$/;
+// Any fixed number: it only has to be the same for every process that migrates.
+const MIGRATION_LOCK_KEY = 7_311_942_204;
+
+/**
+ * The migrations live in supabase/migrations so that the Supabase CLI applies the very same files;
+ * find that folder from here whether running from source (memory/migrations) or from dist/.
+ */
+export function defaultMigrationsDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, 'supabase', 'migrations');
+    if (fs.existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new MemoryError('MIGRATION_FAILED', 'cannot find the supabase/migrations folder of livekit-user-memory');
+    dir = parent;
+  }
+}
+
+export function loadMigrations(dir: string = defaultMigrationsDir()): Migration[] {
+  return fs
+    .readdirSync(dir)
+    .filter((file) => FILE_PATTERN.test(file))
+    .sort()
+    .map((file) => {
+      const [, version, name] = FILE_PATTERN.exec(file)!;
+      const sql = fs.readFileSync(path.join(dir, file), 'utf8');
+      return { version: version!, name: name!, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+    });
+}
+
+const TRACKING_TABLE = `create table if not exists public.memory_schema_migrations (
+  version text primary key,
+  name text not null,
+  checksum text not null,
+  applied_at timestamptz not null default now()
+)`;
+
+async function appliedMigrations(tx: Queryable): Promise<Map<string, string>> {
+  const rows = await tx.query<{ version: string; checksum: string }>('select version, checksum from public.memory_schema_migrations');
+  return new Map(rows.map((row) => [row.version, row.checksum]));
+}
+
+/**
+ * Apply every pending migration in one transaction, under an advisory lock so that workers that
+ * start together do not race. Applied files must not change: a different checksum is an error.
+ */
+export async function migrate(transport: SqlTransport, migrations: Migration[] = loadMigrations()): Promise<MigrationResult> {
+  try {
+    return await transport.transaction(async (tx) => {
+      await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      await tx.exec(TRACKING_TABLE);
+      const applied = await appliedMigrations(tx);
+      const done: string[] = [];
+      for (const migration of migrations) {
+        const checksum = applied.get(migration.version);
+        if (checksum !== undefined) {
+          if (checksum !== migration.checksum) {
+            throw new MemoryError(
+              'MIGRATION_FAILED',
+              `migration ${migration.version}_${migration.name} was changed after it was applied; add a new migration instead of editing an applied one`,
+            );
+          }
+          continue;
+        }
+        await tx.exec(migration.sql);
+        await tx.query('insert into public.memory_schema_migrations (version, name, checksum) values ($1, $2, $3)', [
+          migration.version,
+          migration.name,
+          migration.checksum,
+        ]);
+        done.push(migration.version);
+      }
+      return { applied: done, current: migrations.at(-1)?.version };
+    });
+  } catch (error) {
+    if (isMemoryError(error) && (error.code === 'MIGRATION_FAILED' || error.code === 'BACKEND_UNAVAILABLE')) throw error;
+    throw new MemoryError('MIGRATION_FAILED', `applying migrations failed: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** The newest applied version and the versions still pending, without changing anything. */
+export async function migrationStatus(
+  transport: SqlTransport,
+  migrations: Migration[] = loadMigrations(),
+): Promise<{ current: string | undefined; pending: string[] }> {
+  const exists = await transport.query<{ present: boolean }>(
+    "select to_regclass('public.memory_schema_migrations') is not null as present",
+  );
+  const applied = exists[0]?.present ? await appliedMigrations(transport) : new Map<string, string>();
+  const versions = [...applied.keys()].sort();
+  return { current: versions.at(-1), pending: migrations.filter((m) => !applied.has(m.version)).map((m) => m.version) };
+}

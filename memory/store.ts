@@ -1,0 +1,140 @@
+import { MemoryError, isMemoryError } from './errors.js';
+import { identityToUserId } from './identity.js';
+import { checkLimit } from './labels.js';
+import type { SqlTransport, TransportKind } from './transports/transport.js';
+import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
+import { UserMemory, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
+
+export const DEFAULT_MEMORY_LIMIT = 20;
+export const MAX_MEMORY_LIMIT = 1000;
+
+interface UserJson {
+  id: string;
+  identity: string;
+  created_at: string;
+  last_seen_at: string;
+  session_count: number;
+}
+
+interface SessionJson {
+  user: UserJson;
+  first_session: boolean;
+  memories: MemoryRow[];
+}
+
+function toUser(json: UserJson): User {
+  return {
+    id: json.id,
+    identity: json.identity,
+    createdAt: new Date(json.created_at),
+    lastSeenAt: new Date(json.last_seen_at),
+    sessionCount: Number(json.session_count),
+  };
+}
+
+export interface BackendInfo {
+  kind: TransportKind;
+  location: string;
+}
+
+/** The memory layer for a whole worker: provisions users and hands out per-user handles. */
+export class MemoryStore {
+  readonly namespace: string;
+  readonly #state: StoreState;
+
+  constructor(transport: SqlTransport, options: { namespace: string; maxValueBytes: number }) {
+    this.namespace = options.namespace;
+    this.#state = { transport, maxValueBytes: options.maxValueBytes, closed: false };
+  }
+
+  get backend(): BackendInfo {
+    return { kind: this.#state.transport.kind, location: this.#state.transport.location };
+  }
+
+  /** Statements sent to the database so far (tests use it to prove one round trip per operation). */
+  get statementCount(): number {
+    return this.#state.transport.statementCount;
+  }
+
+  /** The deterministic user id for an identity under this store's namespace. */
+  userIdFor(identity: string): string {
+    return identityToUserId(identity, this.namespace);
+  }
+
+  /**
+   * One database round trip: provision the user if new, count the session, and return the profile
+   * with the most recently updated memories. Fails with a typed error, never with a stand-in user.
+   */
+  async startSession(identity: string, options: StartSessionOptions = {}): Promise<SessionStart> {
+    const userId = this.userIdFor(identity);
+    const limit = checkLimit(options.memoryLimit ?? DEFAULT_MEMORY_LIMIT, 'memoryLimit', MAX_MEMORY_LIMIT);
+    const session = await this.#provisioning<SessionJson>(identity, userId, 'select public.memory_start_session($1, $2, $3) as result', [
+      userId,
+      identity,
+      limit,
+    ]);
+    this.#checkOwnUser(session?.user, identity, userId);
+    return { user: toUser(session!.user), firstSession: session!.first_session, memories: session!.memories.map(toMemory) };
+  }
+
+  /** Provision a user without starting a session (for administrative writes). One round trip. */
+  async provision(identity: string): Promise<User> {
+    const userId = this.userIdFor(identity);
+    const user = await this.#provisioning<UserJson>(identity, userId, 'select public.memory_provision($1, $2) as result', [userId, identity]);
+    this.#checkOwnUser(user, identity, userId);
+    return toUser(user!);
+  }
+
+  async #provisioning<T>(identity: string, userId: string, sql: string, params: unknown[]): Promise<T | undefined> {
+    if (this.#state.closed) throw new MemoryError('CLOSED', 'the memory store was closed; open a new one with openMemory()');
+    try {
+      const rows = await this.#state.transport.query<{ result: T }>(sql, params);
+      return rows[0]?.result;
+    } catch (error) {
+      if (isMemoryError(error, 'BACKEND_UNAVAILABLE')) throw error;
+      const reason = isMemoryError(error) ? error.code : 'DATABASE_ERROR';
+      throw new MemoryError('PROVISIONING_FAILED', `could not provision ${JSON.stringify(identity)} as ${userId}: ${(error as Error).message}`, {
+        cause: error,
+        reason,
+      });
+    }
+  }
+
+  /** Belt and braces: whatever the database returned, a caller is only ever handed its own user. */
+  #checkOwnUser(user: UserJson | undefined, identity: string, userId: string): void {
+    if (!user || user.id !== userId || user.identity !== identity) {
+      throw new MemoryError('PROVISIONING_FAILED', `could not provision ${JSON.stringify(identity)}: the database returned no matching user`);
+    }
+  }
+
+  /**
+   * A handle for an identity without touching the database (reads work for any identity; writes
+   * need the user provisioned first, by startSession or provision).
+   */
+  forIdentity(identity: string): UserMemory {
+    return new UserMemory(this.#state, { id: this.userIdFor(identity), identity });
+  }
+
+  /** A handle bound to one user; the user must be one whose id matches its identity. */
+  forUser(user: UserRef): UserMemory {
+    let expected: string;
+    try {
+      expected = this.userIdFor(user.identity);
+    } catch (error) {
+      throw new MemoryError('USER_MISMATCH', `forUser needs a user from startSession: ${(error as Error).message}`, { cause: error });
+    }
+    if (user.id !== expected) {
+      throw new MemoryError(
+        'USER_MISMATCH',
+        `user id ${String(user.id)} is not the id of identity ${JSON.stringify(user.identity)} in namespace ${this.namespace}; pass the user that startSession returned`,
+      );
+    }
+    return new UserMemory(this.#state, user);
+  }
+
+  async close(): Promise<void> {
+    if (this.#state.closed) return;
+    this.#state.closed = true;
+    await this.#state.transport.close();
+  }
+}

@@ -1,0 +1,75 @@
+import { MemoryError, type MemoryErrorCode } from '../errors.js';
+
+/** Node socket errors and pg messages that mean "the database is not there (any more)". */
+const NETWORK_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOENT', // a Unix socket that is gone
+]);
+const NETWORK_MESSAGES = [
+  /connection terminated/i,
+  /connection timeout/i,
+  /timeout exceeded when trying to connect/i,
+  /Client has encountered a connection error/i,
+  /not queryable/i,
+  /the database system is (starting up|shutting down)/i,
+];
+
+/** SQLSTATEs that mean the server is going away or not accepting work. */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+
+interface ErrorLike {
+  code?: unknown;
+  message?: unknown;
+}
+
+function sqlstateCode(sqlstate: string): MemoryErrorCode {
+  if (UNAVAILABLE_SQLSTATES.has(sqlstate)) return 'BACKEND_UNAVAILABLE';
+  switch (sqlstate) {
+    case '23505':
+      return 'IDENTITY_CONFLICT';
+    case '23503':
+      return 'USER_NOT_PROVISIONED';
+    case '42501':
+      return 'PERMISSION_DENIED';
+    case '42883': // undefined function
+    case '42P01': // undefined table
+      return 'SCHEMA_NOT_MIGRATED';
+    case 'LKM01':
+      return 'IDENTITY_CONFLICT';
+    default:
+      return 'DATABASE_ERROR';
+  }
+}
+
+const HINTS: Partial<Record<MemoryErrorCode, string>> = {
+  BACKEND_UNAVAILABLE: 'check that the database is running and DATABASE_URL (or MEMORY_DATA_DIR) is right',
+  SCHEMA_NOT_MIGRATED: 'run `lk-memory migrate` against this database',
+  PERMISSION_DENIED: 'the database role lacks a privilege on the memory tables or functions; connect as their owner',
+  USER_NOT_PROVISIONED: 'start a session for this identity first (startSession provisions the user)',
+  IDENTITY_CONFLICT:
+    'the identity is already stored under another user id: was MEMORY_UUID_NAMESPACE changed for this database?',
+};
+
+/** Turn whatever pg or PGlite threw into a MemoryError with a code and a hint. */
+export function toMemoryError(error: unknown, where: string): MemoryError {
+  if (error instanceof MemoryError) return error;
+  const e = (error ?? {}) as ErrorLike;
+  const raw = typeof e.message === 'string' ? e.message : String(error);
+  let code: MemoryErrorCode = 'DATABASE_ERROR';
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
+    code = sqlstateCode(e.code);
+  } else if ((typeof e.code === 'string' && NETWORK_ERRNOS.has(e.code)) || NETWORK_MESSAGES.some((re) => re.test(raw))) {
+    code = 'BACKEND_UNAVAILABLE';
+  } else if (error instanceof AggregateError && error.errors.some((inner) => toMemoryError(inner, where).code === 'BACKEND_UNAVAILABLE')) {
+    code = 'BACKEND_UNAVAILABLE';
+  }
+  const hint = HINTS[code];
+  return new MemoryError(code, `${where}: ${raw || 'unknown error'}${hint ? ` (${hint})` : ''}`, { cause: error });
+}

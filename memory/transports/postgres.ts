@@ -1,0 +1,112 @@
+import pg from 'pg';
+import { toMemoryError } from './pg-errors.js';
+import type { Queryable, SqlTransport, TransportKind } from './transport.js';
+
+export interface PostgresTransportOptions {
+  /** A libpq connection string, e.g. postgres://user@127.0.0.1:5432/db. */
+  connectionString?: string;
+  /** Explicit pg settings (used for the embedded socket: host = socket folder). */
+  config?: pg.PoolConfig;
+  /** Pool size. Job processes need few connections: one voice session rarely has two queries in flight. */
+  maxConnections?: number;
+  connectTimeoutMs?: number;
+  kind?: TransportKind;
+  location?: string;
+}
+
+/** Strip the password from a URL before it can reach a log line or an error message. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}
+
+function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string): Queryable {
+  return {
+    async query<R extends object>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
+      count();
+      try {
+        const result = await client.query(sql, params as unknown[]);
+        return result.rows as R[];
+      } catch (error) {
+        throw toMemoryError(error, where);
+      }
+    },
+    async exec(script: string): Promise<void> {
+      count();
+      try {
+        // No parameters: pg uses the simple query protocol, which accepts several statements.
+        await client.query(script);
+      } catch (error) {
+        throw toMemoryError(error, where);
+      }
+    },
+  };
+}
+
+/** PostgreSQL over the wire with node-postgres: DATABASE_URL, Supabase's direct or pooled URL, or the embedded socket. */
+export function createPostgresTransport(options: PostgresTransportOptions): SqlTransport {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    idleTimeoutMillis: 30_000,
+    // Let a worker exit without waiting for idle connections.
+    allowExitOnIdle: true,
+    ...options.config,
+  });
+  const location = options.location ?? (options.connectionString ? redactUrl(options.connectionString) : 'postgres');
+  // An idle connection that dies (server restart) emits 'error' on the pool; unhandled, it would
+  // crash the process. The next query gets a fresh connection or a typed error.
+  pool.on('error', () => {});
+
+  let statements = 0;
+  let closed = false;
+  const count = () => {
+    statements += 1;
+  };
+  const direct = wrap(pool, count, location);
+
+  return {
+    kind: options.kind ?? 'postgres',
+    location,
+    get statementCount() {
+      return statements;
+    },
+    query: direct.query,
+    exec: direct.exec,
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw toMemoryError(error, location);
+      }
+      const tx = wrap(client, count, location);
+      // A connection that cannot even roll back is broken: destroy it rather than reuse it.
+      let broken: Error | undefined;
+      try {
+        await tx.exec('begin');
+        const result = await fn(tx);
+        await tx.exec('commit');
+        return result;
+      } catch (error) {
+        await client.query('rollback').catch((rollbackError: Error) => {
+          broken = rollbackError;
+        });
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool.end();
+    },
+  };
+}

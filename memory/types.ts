@@ -1,0 +1,40 @@
+/** Who a handle is bound to: the UUIDv5 user id and the identity it was derived from. */
+export interface UserRef {
+  id: string;
+  identity: string;
+}
+
+/** A provisioned user: the row keyed by the UUIDv5 of the LiveKit identity. */
+export interface User extends UserRef {
+  createdAt: Date;
+  lastSeenAt: Date;
+  /** Sessions started; 0 for a user provisioned without one. */
+  sessionCount: number;
+}
+
+export interface Memory {
+  category: string;
+  key: string;
+  value: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface SessionStart {
+  user: User;
+  /** True for exactly one startSession per user: the one that created it. */
+  firstSession: boolean;
+  /** The user's most recently updated memories, newest first, up to memoryLimit. */
+  memories: Memory[];
+}
+
+export interface StartSessionOptions {
+  /** How many memories to return (default 20, at most 1000). */
+  memoryLimit?: number;
+}
+
+export interface ListOptions {
+  category?: string;
+  /** Default 100, at most 10000. */
+  limit?: number;
+}

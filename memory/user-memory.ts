@@ -1,0 +1,109 @@
+import { MemoryError } from './errors.js';
+import { checkCategory, checkKey, checkLimit, checkValue } from './labels.js';
+import type { SqlTransport } from './transports/transport.js';
+import type { ListOptions, Memory, UserRef } from './types.js';
+
+export interface MemoryRow {
+  category: string;
+  key: string;
+  value: string;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+export function toMemory(row: MemoryRow): Memory {
+  return {
+    category: row.category,
+    key: row.key,
+    value: row.value,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+/** Shared between a store and the handles it gave out, so a closed store refuses every handle. */
+export interface StoreState {
+  readonly transport: SqlTransport;
+  readonly maxValueBytes: number;
+  closed: boolean;
+}
+
+export const MAX_LIST_LIMIT = 10_000;
+
+/**
+ * One user's memories. The user is fixed when the handle is made and no method takes a user id:
+ * there is no argument through which a caller (or a model's tool call) could reach another user.
+ * Every method validates first, so bad input never reaches the database, then makes one call.
+ */
+export class UserMemory {
+  readonly user: Readonly<UserRef>;
+  readonly #state: StoreState;
+
+  constructor(state: StoreState, user: UserRef) {
+    this.#state = state;
+    this.user = Object.freeze({ id: user.id, identity: user.identity });
+  }
+
+  #transport(): SqlTransport {
+    if (this.#state.closed) throw new MemoryError('CLOSED', 'the memory store was closed; open a new one with openMemory()');
+    return this.#state.transport;
+  }
+
+  /** Store or replace a value; returns the stored memory. */
+  async store(category: string, key: string, value: string): Promise<Memory> {
+    checkCategory(category);
+    checkKey(key);
+    checkValue(value, this.#state.maxValueBytes);
+    const rows = await this.#transport().query<MemoryRow>('select * from public.memory_store($1, $2, $3, $4)', [
+      this.user.id,
+      category,
+      key,
+      value,
+    ]);
+    return toMemory(rows[0]!);
+  }
+
+  /** The value, or null when nothing is stored under this category and key. */
+  async retrieve(category: string, key: string): Promise<string | null> {
+    checkCategory(category);
+    checkKey(key);
+    const rows = await this.#transport().query<{ value: string | null }>('select public.memory_retrieve($1, $2, $3) as value', [
+      this.user.id,
+      category,
+      key,
+    ]);
+    return rows[0]?.value ?? null;
+  }
+
+  /** Memories, most recently updated first, optionally of one category. */
+  async list(options: ListOptions = {}): Promise<Memory[]> {
+    if (options.category !== undefined) checkCategory(options.category);
+    const limit = checkLimit(options.limit ?? 100, 'limit', MAX_LIST_LIMIT);
+    const rows = await this.#transport().query<MemoryRow>('select * from public.memory_list($1, $2, $3)', [
+      this.user.id,
+      options.category ?? null,
+      limit,
+    ]);
+    return rows.map(toMemory);
+  }
+
+  /** Delete one memory; true if it existed. */
+  async forget(category: string, key: string): Promise<boolean> {
+    checkCategory(category);
+    checkKey(key);
+    const rows = await this.#transport().query<{ deleted: boolean }>('select public.memory_forget($1, $2, $3) as deleted', [
+      this.user.id,
+      category,
+      key,
+    ]);
+    return rows[0]?.deleted === true;
+  }
+
+  /** Delete all of this user's memories; returns how many there were. */
+  async forgetAll(): Promise<number> {
+    const rows = await this.#transport().query<{ deleted: number }>('select public.memory_forget_all($1)::integer as deleted', [
+      this.user.id,
+    ]);
+    return rows[0]?.deleted ?? 0;
+  }
+}
