@@ -3,7 +3,6 @@ import { loadMemoryConfig } from './config.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
 import { parseNamespace } from './identity.js';
 import { checkLimit } from './labels.js';
-import { migrate as applyMigrations } from './migrations/index.js';
 import { MemoryStore } from './store.js';
 import { createPostgresTransport } from './transports/postgres.js';
 import type { SqlTransport } from './transports/transport.js';
@@ -50,13 +49,14 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const namespace = parseNamespace(options.namespace ?? config.namespace);
   const maxValueBytes = checkLimit(options.maxValueBytes ?? config.maxValueBytes, 'maxValueBytes', 1024 * 1024);
   const transport = await openTransport(options, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
+  const store = new MemoryStore(transport, { namespace, maxValueBytes });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {
-      await applyMigrations(transport);
+      await store.migrate();
     } catch (error) {
-      await transport.close();
+      await store.close();
       throw error;
     }
   }
-  return new MemoryStore(transport, { namespace, maxValueBytes });
+  return store;
 }

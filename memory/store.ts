@@ -1,6 +1,7 @@
 import { MemoryError, isMemoryError } from './errors.js';
 import { identityToUserId } from './identity.js';
 import { checkLimit } from './labels.js';
+import { migrate, type MigrationResult } from './migrations/index.js';
 import type { SqlTransport, TransportKind } from './transports/transport.js';
 import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
 import { UserMemory, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
@@ -37,6 +38,16 @@ export interface BackendInfo {
   location: string;
 }
 
+const transports = new WeakMap<MemoryStore, SqlTransport>();
+
+/**
+ * Internal (not exported by the package): the raw transport behind a store, for this project's own
+ * tests and diagnostics. Application code reaches data only through UserMemory.
+ */
+export function transportOf(store: MemoryStore): SqlTransport {
+  return transports.get(store)!;
+}
+
 /** The memory layer for a whole worker: provisions users and hands out per-user handles. */
 export class MemoryStore {
   readonly namespace: string;
@@ -45,6 +56,7 @@ export class MemoryStore {
   constructor(transport: SqlTransport, options: { namespace: string; maxValueBytes: number }) {
     this.namespace = options.namespace;
     this.#state = { transport, maxValueBytes: options.maxValueBytes, closed: false };
+    transports.set(this, transport);
   }
 
   get backend(): BackendInfo {
@@ -130,6 +142,11 @@ export class MemoryStore {
       );
     }
     return new UserMemory(this.#state, user);
+  }
+
+  /** Apply pending schema migrations (openMemory does this on open unless told not to). */
+  migrate(): Promise<MigrationResult> {
+    return migrate(this.#state.transport);
   }
 
   async close(): Promise<void> {

@@ -49,11 +49,16 @@ export class UserMemory {
     return this.#state.transport;
   }
 
-  /** Store or replace a value; returns the stored memory. */
-  async store(category: string, key: string, value: string): Promise<Memory> {
+  /** Throw the typed error that `store` would throw for this input, without touching the database. */
+  checkStore(category: string, key: string, value: string): void {
     checkCategory(category);
     checkKey(key);
     checkValue(value, this.#state.maxValueBytes);
+  }
+
+  /** Store or replace a value; returns the stored memory. */
+  async store(category: string, key: string, value: string): Promise<Memory> {
+    this.checkStore(category, key, value);
     const rows = await this.#transport().query<MemoryRow>('select * from public.memory_store($1, $2, $3, $4)', [
       this.user.id,
       category,

@@ -14,6 +14,10 @@ create table if not exists public.memory_users (
   session_count bigint not null default 0 check (session_count >= 0)
 );
 
+-- Orders writes: "most recently updated" must not depend on the clock's resolution (PGlite's
+-- now() can return the same instant for consecutive writes).
+create sequence if not exists public.memories_write_seq;
+
 create table if not exists public.memories (
   user_id uuid not null references public.memory_users (id) on delete cascade,
   category text not null check (category ~ '^[A-Z][A-Z0-9_]{0,63}$'),
@@ -21,11 +25,12 @@ create table if not exists public.memories (
   value text not null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  write_seq bigint not null default nextval('public.memories_write_seq'),
   primary key (user_id, category, key)
 );
 
 -- Session start reads a user's most recently updated memories.
-create index if not exists memories_user_recent_idx on public.memories (user_id, updated_at desc);
+create index if not exists memories_user_recent_idx on public.memories (user_id, write_seq desc);
 
 -- One round trip per operation: every data operation is one function call, so the PostgreSQL,
 -- embedded and Supabase (RPC) transports all send exactly one statement, and none depends on
@@ -59,11 +64,11 @@ begin
   select coalesce(jsonb_agg(jsonb_build_object(
            'category', m.category, 'key', m.key, 'value', m.value,
            'created_at', m.created_at, 'updated_at', m.updated_at)
-         order by m.updated_at desc, m.category, m.key), '[]'::jsonb)
+         order by m.write_seq desc), '[]'::jsonb)
     into recent
     from (select * from public.memories
            where user_id = p_user_id
-           order by updated_at desc, category, key
+           order by write_seq desc
            limit greatest(p_memory_limit, 0)) m;
 
   return jsonb_build_object(
@@ -102,7 +107,7 @@ as $$
   insert into public.memories (user_id, category, key, value)
   values (p_user_id, p_category, p_key, p_value)
   on conflict (user_id, category, key) do update
-    set value = excluded.value, updated_at = now()
+    set value = excluded.value, updated_at = now(), write_seq = nextval('public.memories_write_seq')
   returning *;
 $$;
 
@@ -122,7 +127,7 @@ stable
 as $$
   select * from public.memories
    where user_id = p_user_id and (p_category is null or category = p_category)
-   order by updated_at desc, category, key
+   order by write_seq desc
    limit p_limit;
 $$;
 

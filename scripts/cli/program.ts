@@ -1,0 +1,170 @@
+import { Command, CommanderError, Option } from 'commander';
+import { DNS_NAMESPACE, identityToUserId, openMemory, type MemoryStore, type OpenMemoryOptions } from '../../memory/index.js';
+import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
+import { memoryJson, memoryLine } from './format.js';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+interface GlobalOptions {
+  databaseUrl?: string;
+  dataDir?: string;
+  namespace?: string;
+}
+
+/** The process's exit code, set by a command that ends without an error (retrieve's "not found"). */
+class Outcome {
+  code: number = EXIT.OK;
+}
+
+async function withMemory<T>(
+  command: Command,
+  io: CliIo,
+  fn: (memory: MemoryStore) => Promise<T>,
+  extra: OpenMemoryOptions = {},
+): Promise<T> {
+  const globals = command.optsWithGlobals<GlobalOptions>();
+  const memory = await openMemory({
+    ...extra,
+    env: io.env,
+    databaseUrl: globals.databaseUrl,
+    dataDir: globals.dataDir,
+    namespace: globals.namespace,
+    // A short-lived command uses a running worker's socket when there is one, and otherwise opens
+    // the folder itself without serving it.
+    embeddedRole: 'auto',
+    serve: false,
+    maxConnections: 1,
+  });
+  try {
+    return await fn(memory);
+  } finally {
+    await memory.close();
+  }
+}
+
+export function buildProgram(io: CliIo, outcome: Outcome): Command {
+  const program = new Command('lk-memory')
+    .description(
+      'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/).',
+    )
+    .addOption(new Option('--database-url <url>', 'PostgreSQL connection string').env('DATABASE_URL'))
+    .addOption(new Option('--data-dir <dir>', 'embedded database folder').env('MEMORY_DATA_DIR'))
+    .addOption(new Option('--namespace <uuid>', `UUIDv5 namespace for user ids (default ${DNS_NAMESPACE})`).env('MEMORY_UUID_NAMESPACE'))
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+
+  program
+    .command('uuid')
+    .description('print the user id (UUIDv5) of an identity; needs no database')
+    .argument('<identity>', 'participant identity, e.g. alice@example.com')
+    .option('--namespace <uuid>', 'namespace UUID (default: the DNS namespace, as Python uuid.NAMESPACE_DNS)')
+    .action((identity: string, _options, command: Command) => {
+      const { namespace } = command.optsWithGlobals<GlobalOptions>();
+      io.stdout(`${identityToUserId(identity, namespace ?? io.env.MEMORY_UUID_NAMESPACE ?? DNS_NAMESPACE)}\n`);
+    });
+
+  program
+    .command('store')
+    .description("store a value under a category and key in an identity's memory (provisions the user if new)")
+    .argument('<identity>', 'participant identity')
+    .argument('<category>', 'upper-case category, e.g. FACT or PREFERENCE')
+    .argument('<key>', 'key, 1 to 256 characters')
+    .argument('<value>', 'the text to remember')
+    .action(async (identity: string, category: string, key: string, value: string, _options, command: Command) => {
+      await withMemory(command, io, async (memory) => {
+        const handle = memory.forIdentity(identity);
+        // Validate before provisioning: bad input must leave the database untouched.
+        handle.checkStore(category, key, value);
+        await memory.provision(identity);
+        await handle.store(category, key, value);
+        io.stdout(`stored ${category}/${key} for ${identity} (${handle.user.id})\n`);
+      });
+    });
+
+  program
+    .command('retrieve')
+    .description('print the value stored under a category and key; prints nothing and exits 1 when there is none')
+    .argument('<identity>', 'participant identity')
+    .argument('<category>', 'upper-case category')
+    .argument('<key>', 'key')
+    .action(async (identity: string, category: string, key: string, _options, command: Command) => {
+      const value = await withMemory(command, io, (memory) => memory.forIdentity(identity).retrieve(category, key));
+      if (value === null) {
+        outcome.code = EXIT.NOT_FOUND;
+        return;
+      }
+      io.stdout(value.endsWith('\n') ? value : `${value}\n`);
+    });
+
+  program
+    .command('list')
+    .description("list an identity's memories, most recently updated first (tab-separated: category, key, value, updated)")
+    .argument('<identity>', 'participant identity')
+    .option('--category <category>', 'only this category')
+    .option('--limit <n>', 'at most this many', (v) => Number(v), 100)
+    .option('--json', 'print JSON')
+    .action(async (identity: string, options: { category?: string; limit: number; json?: boolean }, command: Command) => {
+      const memories = await withMemory(command, io, (memory) =>
+        memory.forIdentity(identity).list({ category: options.category, limit: options.limit }),
+      );
+      if (options.json) {
+        io.stdout(`${JSON.stringify(memories.map(memoryJson), null, 2)}\n`);
+      } else {
+        for (const memory of memories) io.stdout(`${memoryLine(memory)}\n`);
+      }
+    });
+
+  program
+    .command('forget')
+    .description('delete the memory under a category and key')
+    .argument('<identity>', 'participant identity')
+    .argument('<category>', 'upper-case category')
+    .argument('<key>', 'key')
+    .action(async (identity: string, category: string, key: string, _options, command: Command) => {
+      const deleted = await withMemory(command, io, (memory) => memory.forIdentity(identity).forget(category, key));
+      io.stdout(deleted ? `forgot ${category}/${key} for ${identity}\n` : `nothing stored under ${category}/${key} for ${identity}\n`);
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending schema migrations (openMemory does this too; use it to prepare a database ahead of time)')
+    .action(async (_options, command: Command) => {
+      await withMemory(
+        command,
+        io,
+        async (memory) => {
+          const result = await memory.migrate();
+          io.stdout(`database: ${memory.backend.location}\n`);
+          io.stdout(
+            result.applied.length > 0
+              ? `applied ${result.applied.join(', ')}; schema is at ${result.current}\n`
+              : `nothing to apply; schema is at ${result.current}\n`,
+          );
+        },
+        { migrate: false },
+      );
+    });
+
+  return program;
+}
+
+/** Run the CLI with arguments (without `node script`); returns the exit code. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  const outcome = new Outcome();
+  const program = buildProgram(io, outcome);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return outcome.code;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end through here with exit code 0.
+      return error.exitCode === 0 ? EXIT.OK : EXIT.BAD_INPUT;
+    }
+    io.stderr(`${describeError(error)}\n`);
+    return exitCodeFor(error);
+  }
+}

@@ -1,0 +1,56 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openMemory, type MemoryStore } from '../../memory/index.js';
+import { transportOf } from '../../memory/store.js';
+import { createTestDatabase } from './postgres.js';
+
+/** A store on a real backend, plus raw SQL on the same database for assertions and fault set-up. */
+export interface BackendUnderTest {
+  name: string;
+  memory: MemoryStore;
+  sql<R extends object = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
+  close(): Promise<void>;
+}
+
+export type BackendFactory = () => Promise<BackendUnderTest>;
+
+export function tempDataDir(label = 'data'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `lkm-${label}-`));
+}
+
+function around(name: string, memory: MemoryStore, cleanup: () => Promise<void>): BackendUnderTest {
+  return {
+    name,
+    memory,
+    sql: (text, params = []) => transportOf(memory).query(text, params),
+    close: async () => {
+      await memory.close();
+      await cleanup();
+    },
+  };
+}
+
+/** `env: {}` everywhere: a suite chooses its backend explicitly, whatever DATABASE_URL says. */
+export const BACKENDS: Record<'postgres' | 'embedded' | 'embedded-socket', BackendFactory> = {
+  async postgres() {
+    const db = await createTestDatabase('contract');
+    const memory = await openMemory({ env: {}, databaseUrl: db.url });
+    return around('postgres', memory, db.drop);
+  },
+  async embedded() {
+    const dataDir = tempDataDir('embedded');
+    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'owner', serve: false });
+    return around('embedded', memory, async () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  },
+  /** What a LiveKit job process sees: a client of the owner's socket (here the owner is in this same process). */
+  async 'embedded-socket'() {
+    const dataDir = tempDataDir('socket');
+    const owner = await openMemory({ env: {}, dataDir, embeddedRole: 'owner', serve: true });
+    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'client' });
+    return around('embedded-socket', memory, async () => {
+      await owner.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    });
+  },
+};
