@@ -20,6 +20,8 @@ export interface OpenMemoryOptions {
   embeddedRole?: EmbeddedRole;
   /** Embedded owner only: serve the folder to other processes (default true). */
   serve?: boolean;
+  /** Embedded only: how long a client waits for the folder's owner to serve it (default 10 s). */
+  embeddedWaitMs?: number;
   /** Apply pending migrations on open (default true; an embedded client leaves that to the owner). */
   migrate?: boolean;
   /** Connection pool size for PostgreSQL and embedded clients. */
@@ -36,6 +38,7 @@ async function openTransport(options: OpenMemoryOptions, databaseUrl: string | u
     dataDir: path.resolve(dataDir),
     role: options.embeddedRole,
     serve: options.serve,
+    waitMs: options.embeddedWaitMs,
     maxConnections: options.maxConnections,
   });
 }
