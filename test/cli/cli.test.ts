@@ -1,0 +1,132 @@
+import fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identityToUserId, openMemory } from '../../memory/index.js';
+import { transportOf } from '../../memory/store.js';
+import { runCli } from '../../scripts/cli/program.js';
+import { tempDataDir } from '../support/backends.js';
+import custom from '../fixtures/identity-uuid5-custom-namespace.json' with { type: 'json' };
+import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+
+async function cli(args: string[], env: NodeJS.ProcessEnv) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
+  return { code, stdout, stderr };
+}
+
+const COMMANDS = ['uuid', 'store', 'retrieve', 'list', 'forget', 'migrate'];
+
+describe('lk-memory', () => {
+  let dataDir: string;
+  let db: TestDatabase;
+  beforeAll(async () => {
+    dataDir = tempDataDir('cli');
+    db = await createTestDatabase('cli');
+  });
+  afterAll(async () => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    await db?.drop();
+  });
+
+  it('has --help on the program and on every command', async () => {
+    const top = await cli(['--help'], {});
+    expect(top.code).toBe(0);
+    for (const command of COMMANDS) expect(top.stdout).toContain(command);
+    for (const command of COMMANDS) {
+      const help = await cli([command, '--help'], {});
+      expect(help.code, command).toBe(0);
+      expect(help.stdout, command).toContain(`Usage: lk-memory ${command}`);
+    }
+  });
+
+  it('uuid prints the Python-compatible user id, in the default or a given namespace', async () => {
+    expect(await cli(['uuid', 'alice@example.com'], {})).toEqual({
+      code: 0,
+      stdout: 'edabafbb-61ad-51d6-9fd8-e976c892a731\n',
+      stderr: '',
+    });
+    const vector = custom.vectors[0]!;
+    expect((await cli(['uuid', vector.identity, '--namespace', custom.namespace], {})).stdout).toBe(`${vector.user_id}\n`);
+    expect((await cli(['uuid', vector.identity], { MEMORY_UUID_NAMESPACE: custom.namespace })).stdout).toBe(`${vector.user_id}\n`);
+  });
+
+  for (const backend of ['embedded', 'postgres'] as const) {
+    it(`stores, retrieves, lists and forgets on ${backend}`, async () => {
+      const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
+      expect(await cli(['store', 'alice@example.com', 'FACT', 'test1', "Alice's memory"], env)).toMatchObject({ code: 0, stderr: '' });
+      expect(await cli(['store', 'alice@example.com', 'PREFERENCE', 'odd key', 'tab\there\nnewline'], env)).toMatchObject({ code: 0 });
+      expect(await cli(['store', 'bob@example.com', 'FACT', 'test2', "Bob's memory"], env)).toMatchObject({ code: 0 });
+
+      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test1'], env)).toEqual({ code: 0, stdout: "Alice's memory\n", stderr: '' });
+      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test2'], env)).toEqual({ code: 1, stdout: '', stderr: '' });
+      expect(await cli(['retrieve', 'bob@example.com', 'FACT', 'test1'], env)).toEqual({ code: 1, stdout: '', stderr: '' });
+
+      const text = await cli(['list', 'alice@example.com'], env);
+      expect(text.code).toBe(0);
+      const lines = text.stdout.trimEnd().split('\n');
+      expect(lines.map((l) => l.split('\t').slice(0, 3))).toEqual([
+        ['PREFERENCE', 'odd key', 'tab\\there\\nnewline'],
+        ['FACT', 'test1', "Alice's memory"],
+      ]);
+      const json = JSON.parse((await cli(['list', 'alice@example.com', '--category', 'FACT', '--json'], env)).stdout);
+      expect(json).toMatchObject([{ category: 'FACT', key: 'test1', value: "Alice's memory" }]);
+      expect(JSON.parse((await cli(['list', 'nobody@example.com', '--json'], env)).stdout)).toEqual([]);
+
+      expect((await cli(['forget', 'alice@example.com', 'FACT', 'test1'], env)).stdout).toContain('forgot FACT/test1');
+      expect((await cli(['retrieve', 'alice@example.com', 'FACT', 'test1'], env)).code).toBe(1);
+      expect((await cli(['retrieve', 'bob@example.com', 'FACT', 'test2'], env)).stdout).toBe("Bob's memory\n");
+    });
+
+    it(`rejects bad input on ${backend} with exit 2, one line on stderr, and writes nothing`, async () => {
+      const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
+      const identity = `never-${backend}@example.com`;
+      const bad = [
+        ['store', identity, 'fact', 'k', 'v'],
+        ['store', identity, 'FACT', '', 'v'],
+        ['store', identity, 'FACT', 'k', 'x'.repeat(16 * 1024 + 1)],
+        ['store', '', 'FACT', 'k', 'v'],
+        ['retrieve', identity, 'FACT'],
+        ['list', identity, '--limit', 'many'],
+        ['uuid', identity, '--namespace', 'nope'],
+        ['frobnicate'],
+      ];
+      for (const args of bad) {
+        const result = await cli(args, env);
+        expect(result.code, args.join(' ')).toBe(2);
+        expect(result.stdout, args.join(' ')).toBe('');
+        expect(result.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
+      }
+      // Nothing was written: the identity was never provisioned.
+      const memory = await openMemory({ env, serve: false });
+      try {
+        const rows = await transportOf(memory).query('select 1 from public.memory_users where id = $1 or identity = $2', [
+          identityToUserId(identity),
+          identity,
+        ]);
+        expect(rows).toEqual([]);
+      } finally {
+        await memory.close();
+      }
+    });
+
+    it(`migrate on ${backend} reports the schema version and is idempotent`, async () => {
+      const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
+      const result = await cli(['migrate'], env);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/nothing to apply; schema is at \d{14}/);
+    });
+  }
+
+  it('exits 3 with one line when the backend cannot be reached', async () => {
+    const result = await cli(['list', 'alice@example.com'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/^lk-memory: BACKEND_UNAVAILABLE: .*ECONNREFUSED/);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('exits 2 naming the variable when the configuration is invalid', async () => {
+    const result = await cli(['list', 'alice@example.com'], { DATABASE_URL: 'mysql://nope' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('DATABASE_URL');
+  });
+});
