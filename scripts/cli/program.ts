@@ -1,5 +1,15 @@
-import { Command, CommanderError, Option } from 'commander';
-import { DNS_NAMESPACE, identityToUserId, openMemory, type MemoryStore, type OpenMemoryOptions } from '../../memory/index.js';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import {
+  DNS_NAMESPACE,
+  checkCategory,
+  checkKey,
+  checkValue,
+  identityToUserId,
+  loadMemoryConfig,
+  openMemory,
+  type MemoryStore,
+  type OpenMemoryOptions,
+} from '../../memory/index.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
 import { memoryJson, memoryLine } from './format.js';
 
@@ -18,6 +28,28 @@ interface GlobalOptions {
 /** The process's exit code, set by a command that ends without an error (retrieve's "not found"). */
 class Outcome {
   code: number = EXIT.OK;
+}
+
+function parseLimit(text: string): number {
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > 10_000) throw new InvalidArgumentError('expected a whole number from 1 to 10000');
+  return limit;
+}
+
+interface Input {
+  identity: string;
+  category?: string;
+  key?: string;
+  value?: string;
+}
+
+/** Bad input exits 2 whatever state the backend is in: check it all before opening anything. */
+function precheck(command: Command, io: CliIo, input: Input): void {
+  const config = loadMemoryConfig(io.env);
+  identityToUserId(input.identity, command.optsWithGlobals<GlobalOptions>().namespace ?? config.namespace);
+  if (input.category !== undefined) checkCategory(input.category);
+  if (input.key !== undefined) checkKey(input.key);
+  if (input.value !== undefined) checkValue(input.value, config.maxValueBytes);
 }
 
 async function withMemory<T>(
@@ -51,9 +83,11 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .description(
       'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/).',
     )
-    .addOption(new Option('--database-url <url>', 'PostgreSQL connection string').env('DATABASE_URL'))
-    .addOption(new Option('--data-dir <dir>', 'embedded database folder').env('MEMORY_DATA_DIR'))
-    .addOption(new Option('--namespace <uuid>', `UUIDv5 namespace for user ids (default ${DNS_NAMESPACE})`).env('MEMORY_UUID_NAMESPACE'))
+    // The environment is read by openMemory from io.env (not by commander from process.env), so
+    // that the CLI run in-process by the tests sees only the environment it is given.
+    .option('--database-url <url>', 'PostgreSQL connection string (default: $DATABASE_URL)')
+    .option('--data-dir <dir>', 'embedded database folder (default: $MEMORY_DATA_DIR, else .data)')
+    .option('--namespace <uuid>', `UUIDv5 namespace for user ids (default: $MEMORY_UUID_NAMESPACE, else ${DNS_NAMESPACE})`)
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
 
@@ -75,10 +109,9 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .argument('<key>', 'key, 1 to 256 characters')
     .argument('<value>', 'the text to remember')
     .action(async (identity: string, category: string, key: string, value: string, _options, command: Command) => {
+      precheck(command, io, { identity, category, key, value });
       await withMemory(command, io, async (memory) => {
         const handle = memory.forIdentity(identity);
-        // Validate before provisioning: bad input must leave the database untouched.
-        handle.checkStore(category, key, value);
         await memory.provision(identity);
         await handle.store(category, key, value);
         io.stdout(`stored ${category}/${key} for ${identity} (${handle.user.id})\n`);
@@ -92,6 +125,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .argument('<category>', 'upper-case category')
     .argument('<key>', 'key')
     .action(async (identity: string, category: string, key: string, _options, command: Command) => {
+      precheck(command, io, { identity, category, key });
       const value = await withMemory(command, io, (memory) => memory.forIdentity(identity).retrieve(category, key));
       if (value === null) {
         outcome.code = EXIT.NOT_FOUND;
@@ -105,9 +139,10 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .description("list an identity's memories, most recently updated first (tab-separated: category, key, value, updated)")
     .argument('<identity>', 'participant identity')
     .option('--category <category>', 'only this category')
-    .option('--limit <n>', 'at most this many', (v) => Number(v), 100)
+    .option('--limit <n>', 'at most this many (1 to 10000)', parseLimit, 100)
     .option('--json', 'print JSON')
     .action(async (identity: string, options: { category?: string; limit: number; json?: boolean }, command: Command) => {
+      precheck(command, io, { identity, category: options.category });
       const memories = await withMemory(command, io, (memory) =>
         memory.forIdentity(identity).list({ category: options.category, limit: options.limit }),
       );
@@ -125,6 +160,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .argument('<category>', 'upper-case category')
     .argument('<key>', 'key')
     .action(async (identity: string, category: string, key: string, _options, command: Command) => {
+      precheck(command, io, { identity, category, key });
       const deleted = await withMemory(command, io, (memory) => memory.forIdentity(identity).forget(category, key));
       io.stdout(deleted ? `forgot ${category}/${key} for ${identity}\n` : `nothing stored under ${category}/${key} for ${identity}\n`);
     });

@@ -90,11 +90,14 @@ describe('lk-memory', () => {
         ['uuid', identity, '--namespace', 'nope'],
         ['frobnicate'],
       ];
-      for (const args of bad) {
-        const result = await cli(args, env);
-        expect(result.code, args.join(' ')).toBe(2);
-        expect(result.stdout, args.join(' ')).toBe('');
-        expect(result.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
+      // Bad input is exit 2 even when the backend is down: it is checked before anything opens.
+      for (const environment of [env, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }]) {
+        for (const args of bad) {
+          const result = await cli(args, environment);
+          expect(result.code, args.join(' ')).toBe(2);
+          expect(result.stdout, args.join(' ')).toBe('');
+          expect(result.stderr.trimEnd().split('\n'), args.join(' ')).toHaveLength(1);
+        }
       }
       // Nothing was written: the identity was never provisioned.
       const memory = await openMemory({ env, serve: false });
