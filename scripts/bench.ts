@@ -1,0 +1,217 @@
+/**
+ * npm run bench [-- --help]: the DESIGN.md targets, measured. Timings live here, never in tests.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { PostgresStore } from '@langchain/langgraph-checkpoint-postgres/store';
+import pg from 'pg';
+import { openMemory, type MemoryStore } from '../memory/index.js';
+import { transportOf } from '../memory/store.js';
+
+const HELP = `Usage: npm run bench [-- options]
+
+Measures the memory layer against the targets in DESIGN.md and prints a table:
+session start latency and round trips, store/retrieve latency, throughput side by side with
+LangGraph's PostgresStore on the same PostgreSQL, a user with 100,000 memories against one with
+10, and 1,000 sessions starting at once.
+
+Options:
+  --iterations <n>    sequential operations per latency figure (default 2000)
+  --backends <list>   comma-separated: postgres, embedded, embedded-socket (default: all three)
+  --database-url <u>  PostgreSQL server to create a scratch database on
+                      (default: $DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
+  --json <file>       also write the results as JSON
+  -h, --help          this text
+`;
+
+const { values: args } = parseArgs({
+  options: {
+    iterations: { type: 'string', default: '2000' },
+    backends: { type: 'string', default: 'postgres,embedded,embedded-socket' },
+    'database-url': { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (args.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
+}
+const ITERATIONS = Number(args.iterations);
+if (!Number.isInteger(ITERATIONS) || ITERATIONS < 10) {
+  process.stderr.write('bench: --iterations must be a whole number of at least 10\n');
+  process.exit(2);
+}
+const ADMIN_URL = args['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+interface Stats {
+  p50: number;
+  p95: number;
+  p99: number;
+  mean: number;
+}
+
+function stats(samples: number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99), mean: samples.reduce((a, b) => a + b, 0) / samples.length };
+}
+
+async function timeEach(count: number, op: (i: number) => Promise<unknown>): Promise<Stats> {
+  for (let i = 0; i < Math.min(100, count); i += 1) await op(-1 - i); // warm-up
+  const samples: number[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const start = performance.now();
+    await op(i);
+    samples.push(performance.now() - start);
+  }
+  return stats(samples);
+}
+
+/** Operations per second with `concurrency` callers, `total` operations in all. */
+async function throughput(total: number, concurrency: number, op: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await op(next++);
+    }),
+  );
+  return total / ((performance.now() - start) / 1000);
+}
+
+async function scratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `lkm_bench_${process.pid}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: ADMIN_URL });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`drop database if exists ${name} with (force)`);
+  await admin(`create database ${name}`);
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => admin(`drop database if exists ${name} with (force)`) };
+}
+
+type Row = Record<string, string | number>;
+const results: Record<string, Row> = {};
+const fmt = (ms: number) => ms.toFixed(3);
+
+async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: string): Promise<void> {
+  log(`\n[${name}] ${memory.backend.location}`);
+  const row: Row = {};
+  const alice = memory.forUser((await memory.startSession('bench-alice@example.com')).user);
+  for (let i = 0; i < 10; i += 1) await alice.store('FACT', `fact-${i}`, `value ${i}`);
+
+  log(`[${name}] session start x${ITERATIONS}...`);
+  const statementsBefore = memory.statementCount;
+  const session = await timeEach(ITERATIONS, () => memory.startSession('bench-alice@example.com', { memoryLimit: 20 }));
+  const sessionCalls = ITERATIONS + Math.min(100, ITERATIONS);
+  row['session start p50 ms'] = fmt(session.p50);
+  row['session start p99 ms'] = fmt(session.p99);
+  row['statements per session start'] = (memory.statementCount - statementsBefore) / sessionCalls;
+
+  log(`[${name}] store and retrieve x${ITERATIONS}...`);
+  const store = await timeEach(ITERATIONS, (i) => alice.store('PREFERENCE', `key-${i % 500}`, `value ${i}`));
+  const retrieve = await timeEach(ITERATIONS, (i) => alice.retrieve('PREFERENCE', `key-${Math.abs(i) % 500}`));
+  row['store p50 ms'] = fmt(store.p50);
+  row['store p99 ms'] = fmt(store.p99);
+  row['retrieve p50 ms'] = fmt(retrieve.p50);
+  row['retrieve p99 ms'] = fmt(retrieve.p99);
+
+  const mixed = (i: number) => (i % 2 ? alice.store('TASK', `t-${i % 1000}`, `v${i}`) : alice.retrieve('TASK', `t-${i % 1000}`));
+  row['put/get ops/s (8 callers)'] = Math.round(await throughput(ITERATIONS * 2, 8, mixed));
+
+  if (langgraphUrl) {
+    log(`[${name}] LangGraph PostgresStore on the same database...`);
+    const lg = new PostgresStore({ connectionOptions: { connectionString: langgraphUrl, max: 10 } });
+    await lg.setup();
+    const ns = ['users', alice.user.id, 'PREFERENCE'];
+    const put = await timeEach(ITERATIONS, (i) => lg.put(ns, `key-${i % 500}`, { value: `value ${i}` }));
+    const get = await timeEach(ITERATIONS, (i) => lg.get(ns, `key-${Math.abs(i) % 500}`));
+    const lgMixed = (i: number) =>
+      i % 2 ? lg.put(['users', alice.user.id, 'TASK'], `t-${i % 1000}`, { value: `v${i}` }) : lg.get(['users', alice.user.id, 'TASK'], `t-${i % 1000}`);
+    const lgOps = await throughput(ITERATIONS * 2, 8, lgMixed);
+    await lg.stop();
+    results['langgraph PostgresStore'] = {
+      'store p50 ms': fmt(put.p50),
+      'store p99 ms': fmt(put.p99),
+      'retrieve p50 ms': fmt(get.p50),
+      'retrieve p99 ms': fmt(get.p99),
+      'put/get ops/s (8 callers)': Math.round(lgOps),
+    };
+  }
+
+  log(`[${name}] a user with 100,000 memories against one with 10...`);
+  const heavy = memory.forUser((await memory.startSession('bench-heavy@example.com')).user);
+  await transportOf(memory).query(
+    `insert into public.memories (user_id, category, key, value)
+     select $1, 'FACT', 'k' || g, 'value ' || g from generate_series(1, 100000) g`,
+    [heavy.user.id],
+  );
+  const light = await timeEach(Math.min(ITERATIONS, 1000), () => memory.startSession('bench-alice@example.com', { memoryLimit: 20 }));
+  const big = await timeEach(Math.min(ITERATIONS, 1000), () => memory.startSession('bench-heavy@example.com', { memoryLimit: 20 }));
+  row['100k-memory session start p50 ms'] = fmt(big.p50);
+  row['100k vs 10 memories (p50 ratio)'] = (big.p50 / light.p50).toFixed(2);
+
+  log(`[${name}] 1,000 sessions at once (100 of them one identity)...`);
+  const identities = Array.from({ length: 1000 }, (_, i) => (i < 100 ? 'bench-crowd-same@example.com' : `bench-crowd-${i}@example.com`));
+  const start = performance.now();
+  const settled = await Promise.allSettled(identities.map((identity) => memory.startSession(identity, { memoryLimit: 5 })));
+  row['1,000 concurrent sessions ms'] = Math.round(performance.now() - start);
+  const failures = settled.filter((s) => s.status === 'rejected').length;
+  const wrongUser = settled.filter((s, i) => s.status === 'fulfilled' && s.value.user.identity !== identities[i]).length;
+  const sameRows = await transportOf(memory).query<{ n: number }>(
+    "select count(*)::int as n from public.memory_users where identity = 'bench-crowd-same@example.com'",
+  );
+  const firsts = settled.filter((s, i) => i < 100 && s.status === 'fulfilled' && s.value.firstSession).length;
+  row['1,000 sessions: errors / wrong user / rows for the shared identity / first sessions'] =
+    `${failures} / ${wrongUser} / ${sameRows[0]!.n} / ${firsts}`;
+  results[name] = row;
+}
+
+const backends = args.backends.split(',').map((b) => b.trim());
+const cleanups: Array<() => Promise<void>> = [];
+try {
+  for (const backend of backends) {
+    if (backend === 'postgres') {
+      const db = await scratchDatabase();
+      cleanups.push(db.drop);
+      const memory = await openMemory({ env: {}, databaseUrl: db.url });
+      await benchStore('postgres', memory, db.url);
+      await memory.close();
+    } else if (backend === 'embedded' || backend === 'embedded-socket') {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-bench-'));
+      cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+      const owner = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'owner', serve: backend === 'embedded-socket' });
+      const memory = backend === 'embedded' ? owner : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
+      await benchStore(backend, memory);
+      if (memory !== owner) await memory.close();
+      await owner.close();
+    } else {
+      process.stderr.write(`bench: unknown backend ${backend} (use postgres, embedded, embedded-socket)\n`);
+      process.exit(2);
+    }
+  }
+} finally {
+  for (const cleanup of cleanups) await cleanup().catch(() => {});
+}
+
+const columns = Object.keys(results);
+const metrics = [...new Set(columns.flatMap((c) => Object.keys(results[c]!)))];
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+process.stdout.write(`\n${os.cpus().length} x ${cpu}, Node ${process.version}, ${ITERATIONS} iterations\n\n`);
+process.stdout.write(`| metric | ${columns.join(' | ')} |\n|---|${columns.map(() => '---').join('|')}|\n`);
+for (const metric of metrics) {
+  process.stdout.write(`| ${metric} | ${columns.map((c) => String(results[c]![metric] ?? '')).join(' | ')} |\n`);
+}
+if (args.json) fs.writeFileSync(args.json, JSON.stringify({ iterations: ITERATIONS, cpu, results }, null, 2));
