@@ -49,6 +49,11 @@ declare
   u public.memory_users;
   recent jsonb;
 begin
+  -- Racing first sessions of one new user must meet in the upsert below. Without this lock the
+  -- loser can fail instead: ON CONFLICT (id) covers the primary key only, and the insert also
+  -- waits on the identity's unique index, where PostgreSQL raises 23505 once the winner commits.
+  -- The lock is per identity (and transaction), so different users never wait for each other.
+  perform pg_advisory_xact_lock(1818979693, hashtext(p_identity));
   insert into public.memory_users as mu (id, identity, session_count)
   values (p_user_id, p_identity, 1)
   on conflict (id) do update
@@ -88,6 +93,7 @@ as $$
 declare
   u public.memory_users;
 begin
+  perform pg_advisory_xact_lock(1818979693, hashtext(p_identity)); -- see memory_start_session
   insert into public.memory_users (id, identity) values (p_user_id, p_identity)
   on conflict (id) do nothing;
   select * into u from public.memory_users where id = p_user_id;

@@ -208,6 +208,57 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       expect(rows[0]!.n).toBe(1);
     });
 
+    it('1,000 concurrent session starts over 50 new identities: no error, one row and one first session each', async () => {
+      // Racing inserts of one new user must meet in the upsert, never in a unique-violation error
+      // (the users table has two unique keys: the id and the identity). Calls for one identity
+      // are adjacent so that every connection of the pool races for each new user in turn.
+      const identities = Array.from({ length: 50 }, (_, i) => fresh(`crowd${i}`));
+      const calls = identities.flatMap((identity) => Array.from({ length: 20 }, () => identity));
+      const settled = await Promise.allSettled(calls.map((identity) => memory.startSession(identity, { memoryLimit: 5 })));
+      const errors = settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
+      expect(errors).toEqual([]);
+      for (const identity of identities) {
+        const mine = settled.flatMap((s, i) => (calls[i] === identity && s.status === 'fulfilled' ? [s.value] : []));
+        expect(mine).toHaveLength(20);
+        expect(mine.every((s) => s.user.id === identityToUserId(identity) && s.user.identity === identity)).toBe(true);
+        expect(mine.filter((s) => s.firstSession)).toHaveLength(1);
+      }
+      const rows = await backend.sql<{ n: number }>('select count(*)::int as n from public.memory_users where identity = any($1)', [identities]);
+      expect(rows[0]!.n).toBe(50);
+    });
+
+    it('two first sessions racing for one new user both succeed (the unique-identity race)', async () => {
+      // ON CONFLICT (id) arbitrates on the primary key only. An insert that passed its conflict
+      // check while the other was still in flight meets the other's row in the identity's unique
+      // index, waits for it, and raises 23505 once it commits. To hold both inserts in that
+      // window on purpose, an index whose expression sleeps for this one user is made the first
+      // index filled (indexes are filled in creation order, so the keys are re-created after it).
+      // Without provisioning's per-identity lock one of the two calls fails.
+      const identity = fresh('racer');
+      const id = identityToUserId(identity);
+      await backend.sql(`create function public.test_slow_key(k uuid) returns uuid language plpgsql immutable as $$
+        begin if k = '${id}'::uuid then perform pg_sleep(0.3); end if; return k; end $$`);
+      for (const statement of [
+        'alter table public.memories drop constraint memories_user_id_fkey',
+        'alter table public.memory_users drop constraint memory_users_pkey',
+        'alter table public.memory_users drop constraint memory_users_identity_key',
+        'create index test_slow_idx on public.memory_users (public.test_slow_key(id))',
+        'alter table public.memory_users add constraint memory_users_pkey primary key (id)',
+        'alter table public.memory_users add constraint memory_users_identity_key unique (identity)',
+        'alter table public.memories add constraint memories_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
+      ]) {
+        await backend.sql(statement);
+      }
+      try {
+        const [a, b] = await Promise.all([memory.startSession(identity), memory.startSession(identity)]);
+        expect([a.firstSession, b.firstSession].sort()).toEqual([false, true]);
+        expect([a.user.id, b.user.id]).toEqual([id, id]);
+      } finally {
+        await backend.sql('drop index public.test_slow_idx');
+        await backend.sql('drop function public.test_slow_key(uuid)');
+      }
+    });
+
     it('100 concurrent stores to one key: no error, one row, and the value is one of those written', async () => {
       const handle = memory.forUser((await memory.startSession(fresh('lee'))).user);
       const written = Array.from({ length: 100 }, (_, i) => `value ${i}`);
