@@ -7,4 +7,4 @@ export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo }
 export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
 export type { EmbeddedRole } from './embedded/open-embedded.js';
-export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions } from './types.js';
+export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions, StoreReceipt } from './types.js';

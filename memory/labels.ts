@@ -9,7 +9,6 @@ export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024;
 // line breaks into a memory block, so keys may not hold them.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
-const utf8 = new TextEncoder();
 
 export function checkCategory(category: unknown): string {
   if (typeof category !== 'string' || !CATEGORY_PATTERN.test(category)) {
@@ -28,8 +27,9 @@ export function checkKey(key: unknown): string {
   if (!key.isWellFormed()) {
     throw new MemoryError('INVALID_KEY', 'key is not valid UTF-16 (it holds a lone surrogate)');
   }
-  // Counted in code points, which is what a person means by "characters".
-  const length = [...key].length;
+  // Counted in code points, which is what a person means by "characters". A string's UTF-16
+  // length is never below its code-point count, so short keys skip the count (hot path).
+  const length = key.length <= MAX_KEY_CHARS ? key.length - (key.match(/[\ud800-\udbff]/g)?.length ?? 0) : [...key].length;
   if (length < 1 || length > MAX_KEY_CHARS) {
     throw new MemoryError('INVALID_KEY', `key must be 1 to ${MAX_KEY_CHARS} characters, got ${length}`);
   }
@@ -49,7 +49,8 @@ export function checkValue(value: unknown, maxBytes: number): string {
   if (value.includes('\u0000')) {
     throw new MemoryError('INVALID_VALUE', 'value contains a NUL character, which PostgreSQL text cannot store');
   }
-  const bytes = utf8.encode(value).length;
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long values need measuring (hot path).
+  const bytes = value.length * 3 <= maxBytes ? 0 : Buffer.byteLength(value, 'utf8');
   if (bytes > maxBytes) {
     throw new MemoryError('INVALID_VALUE', `value is ${bytes} UTF-8 bytes; the limit is ${maxBytes} (maxValueBytes)`);
   }

@@ -38,3 +38,11 @@ export interface ListOptions {
   /** Default 100, at most 10000. */
   limit?: number;
 }
+
+/** What a store call reports back. */
+export interface StoreReceipt {
+  category: string;
+  key: string;
+  /** When the database recorded the write. */
+  updatedAt: Date;
+}

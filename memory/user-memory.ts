@@ -1,7 +1,7 @@
 import { MemoryError } from './errors.js';
 import { checkCategory, checkKey, checkLimit, checkValue } from './labels.js';
 import type { SqlTransport } from './transports/transport.js';
-import type { ListOptions, Memory, UserRef } from './types.js';
+import type { ListOptions, Memory, StoreReceipt, UserRef } from './types.js';
 
 export interface MemoryRow {
   category: string;
@@ -56,16 +56,14 @@ export class UserMemory {
     checkValue(value, this.#state.maxValueBytes);
   }
 
-  /** Store or replace a value; returns the stored memory. */
-  async store(category: string, key: string, value: string): Promise<Memory> {
+  /** Store or replace a value. */
+  async store(category: string, key: string, value: string): Promise<StoreReceipt> {
     this.checkStore(category, key, value);
-    const rows = await this.#transport().query<MemoryRow>('select * from public.memory_store($1, $2, $3, $4)', [
-      this.user.id,
-      category,
-      key,
-      value,
-    ]);
-    return toMemory(rows[0]!);
+    const rows = await this.#transport().query<{ updated_at: Date | string }>(
+      'select public.memory_store($1, $2, $3, $4) as updated_at',
+      [this.user.id, category, key, value],
+    );
+    return { category, key, updatedAt: new Date(rows[0]!.updated_at) };
   }
 
   /** The value, or null when nothing is stored under this category and key. */

@@ -106,15 +106,23 @@ begin
 end;
 $$;
 
+-- PL/pgSQL rather than SQL: its plan is cached per connection (a SQL-language function is planned
+-- on every call before PostgreSQL 18), and it returns only the write's time instead of echoing
+-- the value back. Measured with `npm run bench`.
 create or replace function public.memory_store(p_user_id uuid, p_category text, p_key text, p_value text)
-returns setof public.memories
-language sql
+returns timestamptz
+language plpgsql
 as $$
-  insert into public.memories (user_id, category, key, value)
+declare
+  written timestamptz;
+begin
+  insert into public.memories as m (user_id, category, key, value)
   values (p_user_id, p_category, p_key, p_value)
   on conflict (user_id, category, key) do update
     set value = excluded.value, updated_at = now(), write_seq = nextval('public.memories_write_seq')
-  returning *;
+  returning m.updated_at into written;
+  return written;
+end;
 $$;
 
 create or replace function public.memory_retrieve(p_user_id uuid, p_category text, p_key text)
