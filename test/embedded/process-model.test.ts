@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryError, identityToUserId, openMemory } from '../../memory/index.js';
 import { tempDataDir } from '../support/backends.js';
@@ -88,6 +89,25 @@ describe('embedded database across processes', () => {
       }
     } finally {
       await memory.close();
+    }
+  });
+
+  it('serves a data folder whose socket path would be too long for a Unix socket', async () => {
+    const dir = path.join(dataDir(), 'a-rather-long-folder-name-'.repeat(4));
+    fs.mkdirSync(dir, { recursive: true });
+    expect(path.join(dir, '.s.PGSQL.5432').length).toBeGreaterThan(100);
+    const owner = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'owner' });
+    try {
+      const client = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
+      try {
+        const { user } = await client.startSession('long-path@example.com');
+        await client.forUser(user).store('FACT', 'k', 'v');
+        expect(await owner.forUser(user).retrieve('FACT', 'k')).toBe('v');
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await owner.close();
     }
   });
 
