@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import { DEFAULT_CATEGORIES, type IdentitySource } from '../plugins/index.js';
+
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+
+const AgentEnvSchema = z.object({
+  LIVEKIT_URL: optional(z.string().regex(/^(wss?|https?):\/\//, 'must be a ws://, wss://, http:// or https:// URL')),
+  LIVEKIT_API_KEY: optional(z.string()),
+  LIVEKIT_API_SECRET: optional(z.string()),
+  LIVEKIT_AGENT_NAME: optional(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1 to 64 letters, digits, _ . or -')),
+  OPENAI_API_KEY: optional(z.string()),
+  OPENAI_BASE_URL: optional(z.url({ message: 'must be a URL such as http://127.0.0.1:11434/v1' })),
+  LLM_MODEL: optional(z.string()),
+  STT_MODEL: optional(z.string()),
+  TTS_MODEL: optional(z.string()),
+  TTS_VOICE: optional(z.string()),
+  AGENT_MODE: optional(z.enum(['auto', 'text', 'voice'])),
+  AGENT_INSTRUCTIONS: optional(z.string()),
+  MEMORY_IDENTITY_SOURCE: optional(z.enum(['identity', 'sip-caller'])),
+  MEMORY_CATEGORIES: optional(
+    z
+      .string()
+      .transform((s) => s.split(',').map((c) => c.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be upper-case identifiers, e.g. FACT,PREFERENCE')).min(1)),
+  ),
+  MEMORY_BLOCK_MAX_ENTRIES: optional(z.coerce.number().int().min(0).max(1000)),
+  MEMORY_BLOCK_MAX_CHARS: optional(z.coerce.number().int().min(200).max(100_000)),
+});
+
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+  readonly code = 'INVALID_CONFIG';
+}
+
+export interface AgentConfig {
+  livekit: { url: string; apiKey: string; apiSecret: string; agentName: string };
+  llm: { apiKey: string; baseURL: string | undefined; model: string };
+  /** Set when the session runs with voice; undefined for text-only. */
+  speech: { sttModel: string; ttsModel: string; voice: string | undefined } | undefined;
+  instructions: string;
+  memory: { identitySource: IdentitySource; categories: string[]; blockMaxEntries: number; blockMaxChars: number };
+}
+
+export const DEFAULT_LIVEKIT_URL = 'ws://127.0.0.1:7880';
+export const DEFAULT_AGENT_NAME = 'memory-agent';
+
+const DEFAULT_INSTRUCTIONS =
+  'You are a friendly voice assistant. Keep answers short and conversational. ' +
+  'You remember things about each user across conversations.';
+
+/** The worker's settings, from the environment. Every problem names its variable and what to set. */
+export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const parsed = AgentEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new AgentConfigError(`${issue.path.join('.')} ${issue.message}`);
+  }
+  const v = parsed.data;
+  if (!v.OPENAI_API_KEY && !v.OPENAI_BASE_URL) {
+    throw new AgentConfigError(
+      'no language model configured: set OPENAI_API_KEY (OpenAI), or OPENAI_BASE_URL to any OpenAI-compatible server ' +
+        '(e.g. Ollama at http://127.0.0.1:11434/v1 with LLM_MODEL=llama3.2); `npm run demo` runs offline with a scripted stand-in',
+    );
+  }
+  // Real OpenAI has speech models; an arbitrary compatible server may not, so voice there needs
+  // STT_MODEL and TTS_MODEL named explicitly.
+  const onOpenAI = Boolean(v.OPENAI_API_KEY) && !v.OPENAI_BASE_URL;
+  const sttModel = v.STT_MODEL ?? (onOpenAI ? 'gpt-4o-mini-transcribe' : undefined);
+  const ttsModel = v.TTS_MODEL ?? (onOpenAI ? 'gpt-4o-mini-tts' : undefined);
+  const mode = v.AGENT_MODE ?? 'auto';
+  if (mode === 'voice' && (!sttModel || !ttsModel)) {
+    throw new AgentConfigError('AGENT_MODE=voice needs speech models: set OPENAI_API_KEY for OpenAI, or STT_MODEL and TTS_MODEL');
+  }
+  const voice = mode === 'voice' || (mode === 'auto' && Boolean(sttModel && ttsModel));
+  return {
+    livekit: {
+      url: v.LIVEKIT_URL ?? DEFAULT_LIVEKIT_URL,
+      apiKey: v.LIVEKIT_API_KEY ?? 'devkey',
+      apiSecret: v.LIVEKIT_API_SECRET ?? 'secret',
+      agentName: v.LIVEKIT_AGENT_NAME ?? DEFAULT_AGENT_NAME,
+    },
+    llm: { apiKey: v.OPENAI_API_KEY ?? 'not-needed', baseURL: v.OPENAI_BASE_URL, model: v.LLM_MODEL ?? 'gpt-4.1-mini' },
+    speech: voice ? { sttModel: sttModel!, ttsModel: ttsModel!, voice: v.TTS_VOICE } : undefined,
+    instructions: v.AGENT_INSTRUCTIONS ?? DEFAULT_INSTRUCTIONS,
+    memory: {
+      identitySource: v.MEMORY_IDENTITY_SOURCE ?? 'identity',
+      categories: v.MEMORY_CATEGORIES ?? [...DEFAULT_CATEGORIES],
+      blockMaxEntries: v.MEMORY_BLOCK_MAX_ENTRIES ?? 20,
+      blockMaxChars: v.MEMORY_BLOCK_MAX_CHARS ?? 4000,
+    },
+  };
+}
