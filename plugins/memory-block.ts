@@ -48,7 +48,7 @@ export function renderMemoryBlock(memories: readonly Memory[], options: MemoryBl
     used += next.length;
   }
   const hidden = memories.length - lines.length;
-  if (lines.length === 0) return '';
   const more = hidden > 0 ? `(${hidden} more not shown; use list_memories or recall)\n` : '';
-  return `${head}${lines.join('')}${more}${tail}`;
+  const block = `${head}${lines.join('')}${more}${tail}`;
+  return block.length <= maxChars ? block : '';
 }

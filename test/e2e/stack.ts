@@ -1,0 +1,136 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { dispose } from '@livekit/rtc-node';
+import { openMemory, type MemoryStore } from '../../memory/index.js';
+import { ChatParticipant } from '../../scripts/lib/chat-participant.js';
+import { freePort } from '../../scripts/livekit/ports.js';
+import { startLivekitServer, type LivekitServerHandle } from '../../scripts/livekit/server.js';
+import { ScriptedOpenAI } from '../support/openai-standin.js';
+import { ROOT, cleanEnv } from '../support/processes.js';
+
+/**
+ * Everything an end-to-end run needs, all real but the model: a livekit-server on loopback, the
+ * worker as its own process (which owns the embedded database and forks job processes), and the
+ * scripted OpenAI-compatible stand-in that records what the model was shown.
+ */
+export interface Stack {
+  livekit: LivekitServerHandle;
+  model: ScriptedOpenAI;
+  worker: ChildProcess;
+  workerLog: string[];
+  dataDir: string;
+  agentName: string;
+  /** Join a fresh room (which dispatches the agent) as this identity. */
+  join(identity: string, room?: string): Promise<ChatParticipant>;
+  /** A client of the worker's embedded database, for checking what was stored. */
+  memory(): Promise<MemoryStore>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  onProgress?: (line: string) => void;
+  /** Extra environment for the worker (e.g. MEMORY_DATA_DIR). */
+  env?: NodeJS.ProcessEnv;
+  model?: ScriptedOpenAI;
+  dataDir?: string;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const progress = options.onProgress ?? (() => {});
+  const model = options.model ?? new ScriptedOpenAI();
+  await model.start();
+  const port = await freePort();
+  progress('starting livekit-server...');
+  const livekit = await startLivekitServer({ port, onProgress: progress });
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-e2e-'));
+  const agentName = `memory-agent-${randomBytes(3).toString('hex')}`;
+  const env = cleanEnv({
+    LIVEKIT_URL: livekit.url,
+    LIVEKIT_API_KEY: livekit.apiKey,
+    LIVEKIT_API_SECRET: livekit.apiSecret,
+    LIVEKIT_AGENT_NAME: agentName,
+    OPENAI_BASE_URL: model.baseURL,
+    OPENAI_API_KEY: '',
+    LLM_MODEL: 'scripted',
+    AGENT_MODE: 'text',
+    MEMORY_DATA_DIR: dataDir,
+    ...options.env,
+  });
+  progress('starting the worker...');
+  const worker = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'agent/main.ts')], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const workerLog: string[] = [];
+  readline.createInterface({ input: worker.stderr! }).on('line', (line) => workerLog.push(line));
+  const ready = new Promise<void>((resolve, reject) => {
+    readline.createInterface({ input: worker.stdout! }).on('line', (line) => {
+      workerLog.push(line);
+      if (line.includes('worker registered')) resolve();
+    });
+    worker.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it registered:\n${workerLog.slice(-30).join('\n')}`)));
+  });
+  const timeout = setTimeout(() => worker.kill('SIGKILL'), 60_000);
+  try {
+    await ready;
+  } catch (error) {
+    await livekit.stop();
+    await model.stop();
+    throw error;
+  } finally {
+    clearTimeout(timeout);
+  }
+  progress(`worker registered as ${agentName}`);
+
+  const participants: ChatParticipant[] = [];
+  let store: MemoryStore | undefined;
+  return {
+    livekit,
+    model,
+    worker,
+    workerLog,
+    dataDir,
+    agentName,
+    async join(identity, room = `room-${randomBytes(4).toString('hex')}`) {
+      const participant = await ChatParticipant.join(livekit.url, {
+        apiKey: livekit.apiKey,
+        apiSecret: livekit.apiSecret,
+        identity,
+        room,
+        agentName,
+      });
+      participants.push(participant);
+      return participant;
+    },
+    async memory() {
+      store ??= await openMemory({ env: {}, dataDir, embeddedRole: 'client' });
+      return store;
+    },
+    async stop() {
+      for (const p of participants) await p.leave().catch(() => {});
+      await store?.close();
+      worker.kill('SIGTERM');
+      await new Promise<void>((resolve) => {
+        if (worker.exitCode !== null || worker.signalCode !== null) return resolve();
+        const force = setTimeout(() => worker.kill('SIGKILL'), 10_000);
+        worker.once('exit', () => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await livekit.stop();
+      await model.stop();
+      if (!options.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Release rtc-node's native resources so the process can exit. */
+export async function releaseLiveKitClients(): Promise<void> {
+  await dispose();
+}

@@ -1,0 +1,82 @@
+import fs from 'node:fs';
+import { initializeLogger, llm } from '@livekit/agents';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openMemory, type MemoryStore } from '../../memory/index.js';
+import { createMemoryTools, MEMORY_TOOL_NAMES, startUserMemory } from '../../plugins/index.js';
+import { tempDataDir } from '../support/backends.js';
+
+// The tools run through the framework's own ToolContext, so the schemas the model sees and the
+// argument validation are LiveKit Agents' real ones.
+async function call(tools: ReturnType<typeof createMemoryTools>, name: string, args: Record<string, unknown>): Promise<string> {
+  const ctx = new llm.ToolContext(tools);
+  const tool = ctx.getFunctionTool(name)!;
+  const parsed = (tool.parameters as { parse: (v: unknown) => unknown }).parse(args);
+  const result = await tool.execute(parsed as never, { ctx: {} as never, toolCallId: 'call_1', abortSignal: new AbortController().signal });
+  expect(typeof result).toBe('string');
+  expect((result as string).length).toBeGreaterThan(0);
+  return result as string;
+}
+
+describe('memory tools', () => {
+  let dataDir: string;
+  let memory: MemoryStore;
+  beforeAll(async () => {
+    initializeLogger({ pretty: false, level: 'warn' });
+    dataDir = tempDataDir('tools');
+    memory = await openMemory({ env: {}, dataDir, serve: false });
+  });
+  afterAll(async () => {
+    await memory?.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('offers remember, recall, forget and list_memories with the categories as an enumeration', () => {
+    const alice = memory.forIdentity('schema@example.com');
+    const ctx = new llm.ToolContext(createMemoryTools(alice, { categories: ['FACT', 'HOBBY'] }));
+    expect(Object.keys(ctx.functionTools).sort()).toEqual([...MEMORY_TOOL_NAMES].sort());
+    const schema = llm.toJsonSchema(ctx.getFunctionTool('remember')!.parameters) as { properties: Record<string, { enum?: string[] }>; required: string[] };
+    expect(schema.properties.category!.enum).toEqual(['FACT', 'HOBBY']);
+    expect(schema.required.sort()).toEqual(['category', 'key', 'value']);
+    expect(Object.keys(schema.properties)).not.toContain('user_id');
+  });
+
+  it('work for their own user only, and always answer with a sentence', async () => {
+    const alice = await startUserMemory({ memory, participant: { identity: 'alice-tools@example.com' } });
+    const bob = await startUserMemory({ memory, participant: { identity: 'bob-tools@example.com' } });
+    if (!alice.available || !bob.available) throw new Error('memory should be available');
+
+    expect(await call(alice.tools, 'remember', { category: 'PREFERENCE', key: 'favorite_color', value: 'blue' })).toContain('Saved');
+    expect(await call(alice.tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('"blue"');
+    const bobRecall = await call(bob.tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' });
+    expect(bobRecall).toMatch(/Nothing is stored/);
+    expect(bobRecall).not.toContain('blue');
+    expect(await call(bob.tools, 'list_memories', {})).toMatch(/Nothing is stored/);
+    expect(await call(alice.tools, 'list_memories', { category: 'PREFERENCE' })).toContain('favorite_color');
+    expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('Forgot');
+    expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toMatch(/Nothing was stored/);
+  });
+
+  it('turn bad input and a closed backend into a message for the model, not an exception', async () => {
+    const carol = await startUserMemory({ memory, participant: { identity: 'carol-tools@example.com' } });
+    if (!carol.available) throw new Error('memory should be available');
+    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'bad\nkey', value: 'x' })).toMatch(/Could not save .*Fix the arguments/);
+    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'big', value: 'x'.repeat(20_000) })).toMatch(/Could not save/);
+
+    const other = await openMemory({ env: {}, dataDir: tempDataDir('closed'), serve: false });
+    const dana = await startUserMemory({ memory: other, participant: { identity: 'dana@example.com' } });
+    await other.close();
+    if (!dana.available) throw new Error('memory should be available');
+    expect(await call(dana.tools, 'remember', { category: 'FACT', key: 'k', value: 'v' })).toMatch(/memory is unavailable right now \(CLOSED\)/);
+    expect(await call(dana.tools, 'recall', { category: 'FACT', key: 'k' })).toMatch(/unavailable/);
+  });
+
+  it('reports memory as unavailable, with no tools, when provisioning fails', async () => {
+    const broken = await openMemory({ env: {}, databaseUrl: 'postgres://postgres@127.0.0.1:1/none', migrate: false });
+    const session = await startUserMemory({ memory: broken, participant: { identity: 'erin@example.com' } });
+    await broken.close();
+    expect(session.available).toBe(false);
+    expect(session.tools).toEqual({});
+    expect(session.memoryBlock).toBe('');
+    if (!session.available) expect(session.error.message).toMatch(/ECONNREFUSED/);
+  });
+});
