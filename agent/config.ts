@@ -16,6 +16,7 @@ const AgentEnvSchema = z.object({
   TTS_VOICE: optional(z.string()),
   AGENT_MODE: optional(z.enum(['auto', 'text', 'voice'])),
   AGENT_INSTRUCTIONS: optional(z.string()),
+  AGENT_MAX_JOBS: optional(z.coerce.number().int().min(1).max(10_000)),
   MEMORY_IDENTITY_SOURCE: optional(z.enum(['identity', 'sip-caller'])),
   MEMORY_CATEGORIES: optional(
     z
@@ -33,7 +34,7 @@ export class AgentConfigError extends Error {
 }
 
 export interface AgentConfig {
-  livekit: { url: string; apiKey: string; apiSecret: string; agentName: string };
+  livekit: { url: string; apiKey: string; apiSecret: string; agentName: string; maxJobs: number };
   llm: { apiKey: string; baseURL: string | undefined; model: string };
   /** Set when the session runs with voice; undefined for text-only. */
   speech: { sttModel: string; ttsModel: string; voice: string | undefined } | undefined;
@@ -78,6 +79,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConf
       apiKey: v.LIVEKIT_API_KEY ?? 'devkey',
       apiSecret: v.LIVEKIT_API_SECRET ?? 'secret',
       agentName: v.LIVEKIT_AGENT_NAME ?? DEFAULT_AGENT_NAME,
+      maxJobs: v.AGENT_MAX_JOBS ?? 20,
     },
     llm: { apiKey: v.OPENAI_API_KEY ?? 'not-needed', baseURL: v.OPENAI_BASE_URL, model: v.LLM_MODEL ?? 'gpt-4.1-mini' },
     speech: voice ? { sttModel: sttModel!, ttsModel: ttsModel!, voice: v.TTS_VOICE } : undefined,

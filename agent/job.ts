@@ -23,8 +23,10 @@ function greetingInstructions(memory: UserMemorySession & { available: true }): 
         'If you remember something relevant about them, you may mention it briefly.';
 }
 
-function buildSession(config: AgentConfig): voice.AgentSession {
-  const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: config.llm.model });
+function buildSession(config: AgentConfig, userId: string | undefined): voice.AgentSession {
+  // `user` is OpenAI's end-user identifier for abuse monitoring: the pseudonymous UUIDv5, never
+  // the identity itself.
+  const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: config.llm.model, user: userId });
   if (!config.speech) {
     // Text only: no VAD and no turn detector, which would otherwise load local models or call
     // LiveKit Cloud; chat arrives on lk.chat and replies leave on lk.transcription.
@@ -70,7 +72,7 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
     instructions: `${config.instructions}\n\n${memoryInstructions(memory)}`,
     tools: memory.available ? memory.tools : undefined,
   });
-  const session = buildSession(config);
+  const session = buildSession(config, memory.available ? memory.user.id : undefined);
   session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('session closed'));
   await session.start({
     agent,

@@ -50,6 +50,12 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
       wsURL: config.livekit.url,
       apiKey: config.livekit.apiKey,
       apiSecret: config.livekit.apiSecret,
+      // Load is the share of job slots in use, not CPU. The default CPU measure reads over 0.7 on a
+      // small machine while a job process starts, and livekit-server dispatches only to workers
+      // below its target load (agents.target_load, default 0.7): new rooms then get "no servers
+      // available" and no agent. A text or voice session is mostly waiting on the network anyway.
+      loadFunc: async (worker) => worker.activeJobs.length / config.livekit.maxJobs,
+      loadThreshold: 1,
       host: '127.0.0.1',
       port: options.healthPort ?? 0,
       logLevel: options.logLevel ?? 'info',
