@@ -7,8 +7,8 @@ import readline from 'node:readline';
 import { dispose } from '@livekit/rtc-node';
 import { openMemory, type MemoryStore } from '../../memory/index.js';
 import { ChatParticipant } from '../../scripts/lib/chat-participant.js';
-import { freePort } from '../../scripts/livekit/ports.js';
-import { startLivekitServer, type LivekitServerHandle } from '../../scripts/livekit/server.js';
+import { startLivekitServerOnFreePorts } from '../../scripts/livekit/free-ports-server.js';
+import type { LivekitServerHandle } from '../../scripts/livekit/server.js';
 import { ScriptedOpenAI } from '../support/openai-standin.js';
 import { ROOT, cleanEnv } from '../support/processes.js';
 
@@ -43,9 +43,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const progress = options.onProgress ?? (() => {});
   const model = options.model ?? new ScriptedOpenAI();
   await model.start();
-  const port = await freePort();
   progress('starting livekit-server...');
-  const livekit = await startLivekitServer({ port, onProgress: progress });
+  const livekit = await startLivekitServerOnFreePorts({ onProgress: progress });
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-e2e-'));
   const agentName = `memory-agent-${randomBytes(3).toString('hex')}`;
   const env = cleanEnv({
