@@ -1,58 +1,99 @@
 /**
- * The memory core on its own: two callers, alice and bob, each get their own memory in the
- * embedded database (or DATABASE_URL), and neither can read the other's.
- * Run: npm run demo [-- --help]
+ * npm run demo: the offline showcase. A local livekit-server, the worker, and two scripted users
+ * (alice and bob) who talk to the agent over text in their own rooms at the same time; then both
+ * transcripts and what each user's memory holds.
  */
-import { MemoryError, openMemory, type UserMemory } from '../memory/index.js';
+import '../test/support/quiet-rtc.js';
+import path from 'node:path';
+import { demoScript } from '../test/support/demo-script.js';
+import { releaseLiveKitClients, startStack, type Stack } from '../test/support/stack.js';
+import type { ChatParticipant } from './lib/chat-participant.js';
+
+const HELP = `Usage: npm run demo
+
+The offline showcase. Starts a local livekit-server (built from source with Go on first use), the
+memory worker, and two scripted users, alice@example.com and bob@example.com, who chat with the
+agent over text in their own rooms at the same time. Prints both transcripts and a table of what
+each user's memory holds.
+
+Memory: DATABASE_URL when set, else the embedded database in MEMORY_DATA_DIR (default .data/), so a
+second run greets both users as returning. Model: OPENAI_API_KEY (and optional OPENAI_BASE_URL,
+LLM_MODEL) when set; otherwise the scripted OpenAI-compatible stand-in from test/support/, which
+follows a fixed script and says so.
+`;
+
+const CONVERSATIONS: Record<string, string[]> = {
+  'alice@example.com': ['I like the colour blue', 'I live in Lisbon', 'What is my favourite colour?'],
+  'bob@example.com': ['What is my favourite colour?', 'My favourite colour is green', 'What do you remember about me?'],
+};
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
-  process.stdout.write(`Usage: npm run demo
-
-Shows per-user memory isolation: alice@example.com and bob@example.com each store facts,
-then each reads back their own and tries to read the other's. Uses DATABASE_URL when set,
-else the embedded database in MEMORY_DATA_DIR (default .data/), and prints what each user's
-memory holds.
-`);
+  process.stdout.write(HELP);
   process.exit(0);
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
+const realModel = Boolean(process.env.OPENAI_API_KEY);
 
+say(
+  realModel
+    ? `Model: ${process.env.OPENAI_BASE_URL ?? 'OpenAI'} (${process.env.LLM_MODEL ?? 'gpt-4.1-mini'}).`
+    : 'No OPENAI_API_KEY: the agent talks to the scripted OpenAI-compatible stand-in from test/support/.\n' +
+        'It follows a fixed script for this demo; it is not a language model. Everything else is real:\n' +
+        'livekit-server, the worker and its job processes, the LiveKit clients and the database.',
+);
+
+let stack: Stack | undefined;
 try {
-  say(process.env.DATABASE_URL ? 'Opening PostgreSQL (DATABASE_URL)...' : `Opening the embedded database in ${process.env.MEMORY_DATA_DIR || '.data'}/ (the first run initialises it, a few seconds)...`);
-  const memory = await openMemory();
-  say(`Backend: ${memory.backend.location}\n`);
+  stack = await startStack({
+    onProgress: (line) => say(`  ${line}`),
+    dataDir: path.resolve(process.env.MEMORY_DATA_DIR || '.data'),
+    env: {
+      ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+      ...(realModel
+        ? { OPENAI_API_KEY: process.env.OPENAI_API_KEY, OPENAI_BASE_URL: process.env.OPENAI_BASE_URL ?? '', LLM_MODEL: process.env.LLM_MODEL ?? '' }
+        : {}),
+    },
+  });
+  stack.model.setResponder(demoScript);
 
-  const handles: UserMemory[] = [];
-  for (const [identity, facts] of [
-    ['alice@example.com', [['FACT', 'test1', "Alice's memory"], ['PREFERENCE', 'favorite_color', 'blue']]],
-    ['bob@example.com', [['FACT', 'test2', "Bob's memory"], ['PREFERENCE', 'favorite_color', 'green']]],
-  ] as const) {
-    const session = await memory.startSession(identity);
-    const handle = memory.forUser(session.user);
-    handles.push(handle);
-    say(`${identity} -> user ${session.user.id} (${session.firstSession ? 'first session' : `session #${session.user.sessionCount}`}, ${session.memories.length} memories loaded)`);
-    for (const [category, key, value] of facts) await handle.store(category, key, value);
+  say('\nalice and bob join their own rooms and talk to the agent at the same time...');
+  const talk = async (identity: string): Promise<ChatParticipant> => {
+    const participant = await stack!.join(identity, `demo-${identity.split('@')[0]}-${Date.now()}`);
+    await participant.waitForGreeting();
+    for (const line of CONVERSATIONS[identity]!) await participant.say(line);
+    await participant.leave();
+    return participant;
+  };
+  const participants = await Promise.all(Object.keys(CONVERSATIONS).map(talk));
+
+  for (const p of participants) {
+    say(`\n── ${p.identity} ──`);
+    for (const line of p.transcript) {
+      const who = line.from === 'user' ? p.identity.split('@')[0]! : 'agent';
+      say(`${who.padStart(6)}: ${line.text.replace(/\n/g, `\n${' '.repeat(8)}`)}`);
+    }
   }
-  const [alice, bob] = handles as [UserMemory, UserMemory];
-  say('');
-  say(`alice reads FACT/test1: ${JSON.stringify(await alice.retrieve('FACT', 'test1'))}`);
-  say(`alice reads FACT/test2: ${JSON.stringify(await alice.retrieve('FACT', 'test2'))}  (bob's key: not visible)`);
-  say(`bob   reads FACT/test1: ${JSON.stringify(await bob.retrieve('FACT', 'test1'))}  (alice's key: not visible)`);
-  say(`bob   reads PREFERENCE/favorite_color: ${JSON.stringify(await bob.retrieve('PREFERENCE', 'favorite_color'))}`);
 
-  say('\nWhat each user\'s memory holds:');
-  const rows: string[][] = [['identity', 'category', 'key', 'value']];
-  for (const handle of handles) {
-    for (const m of await handle.list()) rows.push([handle.user.identity, m.category, m.key, m.value]);
+  const memory = await stack.memory();
+  const rows: string[][] = [['identity', 'user id', 'category', 'key', 'value']];
+  for (const identity of Object.keys(CONVERSATIONS)) {
+    const handle = memory.forIdentity(identity);
+    const memories = await handle.list();
+    if (memories.length === 0) rows.push([identity, handle.user.id, '-', '-', '(nothing stored)']);
+    for (const m of memories) rows.push([identity, handle.user.id, m.category, m.key, m.value]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  say(`\nWhat each user's memory holds (${memory.backend.location}):`);
   rows.forEach((row, i) => {
     say(row.map((cell, j) => cell.padEnd(widths[j]!)).join('  '));
     if (i === 0) say(widths.map((w) => '-'.repeat(w)).join('  '));
   });
-  await memory.close();
 } catch (error) {
-  process.stderr.write(`demo: ${error instanceof MemoryError ? `${error.code}: ` : ''}${(error as Error).message}\n`);
-  process.exit(error instanceof MemoryError && error.code === 'BACKEND_UNAVAILABLE' ? 3 : 1);
+  process.stderr.write(`demo: ${(error as Error).message}\n`);
+  if (stack) process.stderr.write(`worker log (last lines):\n${stack.workerLog.slice(-15).join('\n')}\n`);
+  process.exitCode = 1;
+} finally {
+  await stack?.stop();
+  await releaseLiveKitClients();
 }

@@ -1,4 +1,4 @@
-import './quiet-rtc.js';
+import '../support/quiet-rtc.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
@@ -14,7 +14,7 @@ import {
   userSaid,
   type RecordedRequest,
 } from '../support/openai-standin.js';
-import { releaseLiveKitClients, startStack, type Stack } from './stack.js';
+import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';

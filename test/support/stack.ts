@@ -9,8 +9,8 @@ import { openMemory, type MemoryStore } from '../../memory/index.js';
 import { ChatParticipant } from '../../scripts/lib/chat-participant.js';
 import { startLivekitServerOnFreePorts } from '../../scripts/livekit/free-ports-server.js';
 import type { LivekitServerHandle } from '../../scripts/livekit/server.js';
-import { ScriptedOpenAI } from '../support/openai-standin.js';
-import { ROOT, cleanEnv } from '../support/processes.js';
+import { ScriptedOpenAI } from './openai-standin.js';
+import { ROOT, cleanEnv } from './processes.js';
 
 /**
  * Everything an end-to-end run needs, all real but the model: a livekit-server on loopback, the
@@ -19,6 +19,7 @@ import { ROOT, cleanEnv } from '../support/processes.js';
  */
 export interface Stack {
   livekit: LivekitServerHandle;
+  /** The scripted stand-in; undefined when the worker talks to a real model (realModel). */
   model: ScriptedOpenAI;
   worker: ChildProcess;
   workerLog: string[];
@@ -33,9 +34,10 @@ export interface Stack {
 
 export interface StackOptions {
   onProgress?: (line: string) => void;
-  /** Extra environment for the worker (e.g. MEMORY_DATA_DIR). */
+  /** Extra environment for the worker (e.g. DATABASE_URL, or OPENAI_* for a real model). */
   env?: NodeJS.ProcessEnv;
   model?: ScriptedOpenAI;
+  /** Embedded data folder to use and keep (default: a temporary one, removed on stop). */
   dataDir?: string;
 }
 
@@ -45,7 +47,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   await model.start();
   progress('starting livekit-server...');
   const livekit = await startLivekitServerOnFreePorts({ onProgress: progress });
-  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-e2e-'));
+  const dataDir = path.resolve(options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-e2e-')));
   const agentName = `memory-agent-${randomBytes(3).toString('hex')}`;
   const env = cleanEnv({
     LIVEKIT_URL: livekit.url,
@@ -107,7 +109,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       return participant;
     },
     async memory() {
-      store ??= await openMemory({ env: {}, dataDir, embeddedRole: 'client' });
+      // The same backend the worker uses: its embedded socket, or DATABASE_URL when given.
+      store ??= await openMemory({ env, embeddedRole: 'client', migrate: false });
       return store;
     },
     async stop() {
