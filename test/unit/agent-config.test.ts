@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { AgentConfigError, loadAgentConfig } from '../../agent/config.js';
+
+function errorOf(env: NodeJS.ProcessEnv): AgentConfigError {
+  try {
+    loadAgentConfig(env);
+  } catch (error) {
+    return error as AgentConfigError;
+  }
+  throw new Error('expected an AgentConfigError');
+}
+
+describe('loadAgentConfig', () => {
+  it('runs text-only against any OpenAI-compatible server, with local LiveKit defaults', () => {
+    const config = loadAgentConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', LLM_MODEL: 'llama3.2' });
+    expect(config.speech).toBeUndefined();
+    expect(config.llm).toEqual({ apiKey: 'not-needed', baseURL: 'http://127.0.0.1:11434/v1', model: 'llama3.2' });
+    expect(config.livekit).toEqual({ url: 'ws://127.0.0.1:7880', apiKey: 'devkey', apiSecret: 'secret', agentName: 'memory-agent', maxJobs: 20 });
+    expect(config.memory.categories).toEqual(['FACT', 'PREFERENCE', 'PERSONAL', 'TASK']);
+  });
+
+  it('turns voice on with OpenAI speech models when OPENAI_API_KEY is set, unless told text-only', () => {
+    expect(loadAgentConfig({ OPENAI_API_KEY: 'sk-test' }).speech).toEqual({ sttModel: 'gpt-4o-mini-transcribe', ttsModel: 'gpt-4o-mini-tts', voice: undefined });
+    expect(loadAgentConfig({ OPENAI_API_KEY: 'sk-test', AGENT_MODE: 'text' }).speech).toBeUndefined();
+    expect(loadAgentConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel).toBe('whisper');
+  });
+
+  it('names the variable and what to do when something is wrong', () => {
+    expect(errorOf({}).message).toMatch(/OPENAI_API_KEY.*OPENAI_BASE_URL/);
+    expect(errorOf({ OPENAI_BASE_URL: 'http://x/v1', AGENT_MODE: 'voice' }).message).toMatch(/STT_MODEL and TTS_MODEL/);
+    expect(errorOf({ OPENAI_API_KEY: 'k', LIVEKIT_URL: 'localhost:7880' }).message).toContain('LIVEKIT_URL');
+    expect(errorOf({ OPENAI_API_KEY: 'k', MEMORY_CATEGORIES: 'FACT,lower' }).message).toContain('MEMORY_CATEGORIES');
+    expect(errorOf({ OPENAI_API_KEY: 'k', LIVEKIT_AGENT_NAME: 'has space' }).message).toContain('LIVEKIT_AGENT_NAME');
+    expect(errorOf({}).code).toBe('INVALID_CONFIG');
+  });
+});
