@@ -2,6 +2,7 @@ import { MemoryError, isMemoryError } from './errors.js';
 import { identityToUserId } from './identity.js';
 import { checkLimit } from './labels.js';
 import { migrate, type MigrationResult } from './migrations/index.js';
+import type { CallArgs } from './transports/call.js';
 import type { SqlTransport, TransportKind } from './transports/transport.js';
 import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
 import { UserMemory, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
@@ -80,11 +81,11 @@ export class MemoryStore {
   async startSession(identity: string, options: StartSessionOptions = {}): Promise<SessionStart> {
     const userId = this.userIdFor(identity);
     const limit = checkLimit(options.memoryLimit ?? DEFAULT_MEMORY_LIMIT, 'memoryLimit', MAX_MEMORY_LIMIT);
-    const session = await this.#provisioning<SessionJson>(identity, userId, 'select public.memory_start_session($1, $2, $3) as result', [
-      userId,
-      identity,
-      limit,
-    ]);
+    const session = await this.#provisioning<SessionJson>(identity, userId, 'memory_start_session', {
+      p_user_id: userId,
+      p_identity: identity,
+      p_memory_limit: limit,
+    });
     this.#checkOwnUser(session?.user, identity, userId);
     return { user: toUser(session!.user), firstSession: session!.first_session, memories: session!.memories.map(toMemory) };
   }
@@ -92,16 +93,15 @@ export class MemoryStore {
   /** Provision a user without starting a session (for administrative writes). One round trip. */
   async provision(identity: string): Promise<User> {
     const userId = this.userIdFor(identity);
-    const user = await this.#provisioning<UserJson>(identity, userId, 'select public.memory_provision($1, $2) as result', [userId, identity]);
+    const user = await this.#provisioning<UserJson>(identity, userId, 'memory_provision', { p_user_id: userId, p_identity: identity });
     this.#checkOwnUser(user, identity, userId);
     return toUser(user!);
   }
 
-  async #provisioning<T>(identity: string, userId: string, sql: string, params: unknown[]): Promise<T | undefined> {
+  async #provisioning<T>(identity: string, userId: string, fn: string, args: CallArgs): Promise<T | undefined> {
     if (this.#state.closed) throw new MemoryError('CLOSED', 'the memory store was closed; open a new one with openMemory()');
     try {
-      const rows = await this.#state.transport.query<{ result: T }>(sql, params);
-      return rows[0]?.result;
+      return ((await this.#state.transport.call(fn, args, 'value')) ?? undefined) as T | undefined;
     } catch (error) {
       if (isMemoryError(error, 'BACKEND_UNAVAILABLE')) throw error;
       const reason = isMemoryError(error) ? error.code : 'DATABASE_ERROR';

@@ -59,34 +59,31 @@ export class UserMemory {
   /** Store or replace a value. */
   async store(category: string, key: string, value: string): Promise<StoreReceipt> {
     this.checkStore(category, key, value);
-    const rows = await this.#transport().query<{ updated_at: Date | string }>(
-      'select public.memory_store($1, $2, $3, $4) as updated_at',
-      [this.user.id, category, key, value],
-    );
-    return { category, key, updatedAt: new Date(rows[0]!.updated_at) };
+    const updatedAt = (await this.#transport().call(
+      'memory_store',
+      { p_user_id: this.user.id, p_category: category, p_key: key, p_value: value },
+      'value',
+    )) as Date | string;
+    return { category, key, updatedAt: new Date(updatedAt) };
   }
 
   /** The value, or null when nothing is stored under this category and key. */
   async retrieve(category: string, key: string): Promise<string | null> {
     checkCategory(category);
     checkKey(key);
-    const rows = await this.#transport().query<{ value: string | null }>('select public.memory_retrieve($1, $2, $3) as value', [
-      this.user.id,
-      category,
-      key,
-    ]);
-    return rows[0]?.value ?? null;
+    const value = await this.#transport().call('memory_retrieve', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value');
+    return (value as string | null) ?? null;
   }
 
   /** Memories, most recently updated first, optionally of one category. */
   async list(options: ListOptions = {}): Promise<Memory[]> {
     if (options.category !== undefined) checkCategory(options.category);
     const limit = checkLimit(options.limit ?? 100, 'limit', MAX_LIST_LIMIT);
-    const rows = await this.#transport().query<MemoryRow>('select * from public.memory_list($1, $2, $3)', [
-      this.user.id,
-      options.category ?? null,
-      limit,
-    ]);
+    const rows = (await this.#transport().call(
+      'memory_list',
+      { p_user_id: this.user.id, p_category: options.category ?? null, p_limit: limit },
+      'rows',
+    )) as MemoryRow[];
     return rows.map(toMemory);
   }
 
@@ -94,19 +91,12 @@ export class UserMemory {
   async forget(category: string, key: string): Promise<boolean> {
     checkCategory(category);
     checkKey(key);
-    const rows = await this.#transport().query<{ deleted: boolean }>('select public.memory_forget($1, $2, $3) as deleted', [
-      this.user.id,
-      category,
-      key,
-    ]);
-    return rows[0]?.deleted === true;
+    const deleted = await this.#transport().call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value');
+    return deleted === true;
   }
 
   /** Delete all of this user's memories; returns how many there were. */
   async forgetAll(): Promise<number> {
-    const rows = await this.#transport().query<{ deleted: number }>('select public.memory_forget_all($1)::integer as deleted', [
-      this.user.id,
-    ]);
-    return rows[0]?.deleted ?? 0;
+    return Number(await this.#transport().call('memory_forget_all', { p_user_id: this.user.id }, 'value'));
   }
 }

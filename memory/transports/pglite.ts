@@ -1,5 +1,6 @@
 import type { PGlite, Transaction } from '@electric-sql/pglite';
 import type { Gate } from '../embedded/gate.js';
+import { callOverSql } from './call.js';
 import { toMemoryError } from './pg-errors.js';
 import type { Queryable, SqlTransport } from './transport.js';
 
@@ -44,6 +45,7 @@ export function createPgliteTransport(db: PGlite, gate: Gate, location: string, 
     },
     query: (sql, params) => gate.run(() => direct.query(sql, params)),
     exec: (script) => gate.run(() => direct.exec(script)),
+    call: (fn, args, shape) => gate.run(() => callOverSql(direct, fn, args, shape)),
     transaction: (fn) =>
       gate.run(async () => {
         try {

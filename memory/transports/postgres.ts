@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { callOverSql } from './call.js';
 import { toMemoryError } from './pg-errors.js';
 import type { Queryable, SqlTransport, TransportKind } from './transport.js';
 
@@ -79,6 +80,7 @@ export function createPostgresTransport(options: PostgresTransportOptions): SqlT
     },
     query: direct.query,
     exec: direct.exec,
+    call: (fn, args, shape) => callOverSql(direct, fn, args, shape),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       let client: pg.PoolClient;
       try {

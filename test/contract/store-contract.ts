@@ -240,12 +240,14 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
         begin if k = '${id}'::uuid then perform pg_sleep(0.3); end if; return k; end $$`);
       for (const statement of [
         'alter table public.memories drop constraint memories_user_id_fkey',
+        'alter table public.memory_settings drop constraint memory_settings_user_id_fkey',
         'alter table public.memory_users drop constraint memory_users_pkey',
         'alter table public.memory_users drop constraint memory_users_identity_key',
         'create index test_slow_idx on public.memory_users (public.test_slow_key(id))',
         'alter table public.memory_users add constraint memory_users_pkey primary key (id)',
         'alter table public.memory_users add constraint memory_users_identity_key unique (identity)',
         'alter table public.memories add constraint memories_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
+        'alter table public.memory_settings add constraint memory_settings_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
       ]) {
         await backend.sql(statement);
       }
