@@ -33,7 +33,7 @@ export class AgentConfigError extends Error {
   readonly code = 'INVALID_CONFIG';
 }
 
-export interface AgentConfig {
+export interface WorkerConfig {
   livekit: { url: string; apiKey: string; apiSecret: string; agentName: string; maxJobs: number };
   llm: { apiKey: string; baseURL: string | undefined; model: string };
   /** Set when the session runs with voice; undefined for text-only. */
@@ -50,7 +50,7 @@ const DEFAULT_INSTRUCTIONS =
   'You remember things about each user across conversations.';
 
 /** The worker's settings, from the environment. Every problem names its variable and what to set. */
-export function loadAgentConfig(env: NodeJS.ProcessEnv = process.env): AgentConfig {
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const parsed = AgentEnvSchema.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

@@ -6,7 +6,7 @@ import { AutoSubscribe, defineAgent, log, voice, type JobContext, type JobProces
 import * as openai from '@livekit/agents-plugin-openai';
 import { openMemory, type MemoryStore } from '../memory/index.js';
 import { memoryInstructions, startUserMemory, type UserMemorySession } from '../plugins/index.js';
-import { loadAgentConfig, type AgentConfig } from './config.js';
+import { loadWorkerConfig, type WorkerConfig } from './config.js';
 
 interface ProcessData {
   memory?: MemoryStore;
@@ -23,7 +23,7 @@ function greetingInstructions(memory: UserMemorySession & { available: true }): 
         'If you remember something relevant about them, you may mention it briefly.';
 }
 
-function buildSession(config: AgentConfig, userId: string | undefined): voice.AgentSession {
+function buildSession(config: WorkerConfig, userId: string | undefined): voice.AgentSession {
   // `user` is OpenAI's end-user identifier for abuse monitoring: the pseudonymous UUIDv5, never
   // the identity itself.
   const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: config.llm.model, user: userId });
@@ -42,7 +42,7 @@ function buildSession(config: AgentConfig, userId: string | undefined): voice.Ag
 
 export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void> {
   const logger = log().child({ job: ctx.job.id, room: ctx.room.name });
-  const config = loadAgentConfig();
+  const config = loadWorkerConfig();
   await ctx.connect(undefined, config.speech ? AutoSubscribe.AUDIO_ONLY : AutoSubscribe.SUBSCRIBE_NONE);
   const participant = await ctx.waitForParticipant();
 

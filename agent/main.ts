@@ -8,10 +8,10 @@
 import { fileURLToPath } from 'node:url';
 import { AgentServer, ServerOptions, initializeLogger } from '@livekit/agents';
 import { openMemory, type MemoryStore } from '../memory/index.js';
-import { loadAgentConfig, type AgentConfig } from './config.js';
+import { loadWorkerConfig, type WorkerConfig } from './config.js';
 
 export interface RunningWorker {
-  config: AgentConfig;
+  config: WorkerConfig;
   memory: MemoryStore;
   server: AgentServer;
   close(): Promise<void>;
@@ -34,7 +34,7 @@ export function jobEntryPath(): string {
 
 export async function runWorker(options: RunWorkerOptions = {}): Promise<RunningWorker> {
   const progress = options.onProgress ?? (() => {});
-  const config = loadAgentConfig(options.env);
+  const config = loadWorkerConfig(options.env);
   initializeLogger({ pretty: false, level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
 
   // The owner of the embedded folder must exist before any job process asks for it.

@@ -14,6 +14,9 @@ const MemoryEnvSchema = z.object({
   MEMORY_DATA_DIR: optional(z.string()),
   MEMORY_UUID_NAMESPACE: optional(z.uuid({ message: 'must be a UUID, e.g. ' + DNS_NAMESPACE })),
   MEMORY_MAX_VALUE_BYTES: optional(z.coerce.number().int().min(1).max(1024 * 1024)),
+  MEMORY_TENANT: optional(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1 to 128 letters, digits, _ . : or -')),
+  SUPABASE_URL: optional(z.url({ message: 'must be your project URL, e.g. https://<project>.supabase.co' })),
+  SUPABASE_SERVICE_ROLE_KEY: optional(z.string().min(20, 'must be the service_role key from the project API settings')),
 });
 
 export interface MemoryConfig {
@@ -22,6 +25,10 @@ export interface MemoryConfig {
   dataDir: string;
   namespace: string;
   maxValueBytes: number;
+  /** Tenant of settings when a call names none. */
+  tenant: string;
+  /** Both set: Supabase through supabase-js (takes precedence over DATABASE_URL). */
+  supabase: { url: string; serviceRoleKey: string } | undefined;
 }
 
 /** Read the memory layer's settings from the environment; a bad value is an error naming the variable. */
@@ -37,5 +44,18 @@ export function loadMemoryConfig(env: NodeJS.ProcessEnv = process.env): MemoryCo
     dataDir: vars.MEMORY_DATA_DIR ?? '.data',
     namespace: (vars.MEMORY_UUID_NAMESPACE ?? DNS_NAMESPACE).toLowerCase(),
     maxValueBytes: vars.MEMORY_MAX_VALUE_BYTES ?? DEFAULT_MAX_VALUE_BYTES,
+    tenant: vars.MEMORY_TENANT ?? 'default',
+    supabase: supabaseConfig(vars.SUPABASE_URL, vars.SUPABASE_SERVICE_ROLE_KEY),
   };
+}
+
+function supabaseConfig(url: string | undefined, key: string | undefined): MemoryConfig['supabase'] {
+  if (!url && !key) return undefined;
+  if (!url || !key) {
+    throw new MemoryError(
+      'INVALID_CONFIG',
+      `${url ? 'SUPABASE_SERVICE_ROLE_KEY' : 'SUPABASE_URL'} is missing: the Supabase backend needs both SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY`,
+    );
+  }
+  return { url, serviceRoleKey: key };
 }

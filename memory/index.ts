@@ -3,7 +3,10 @@ export { DNS_NAMESPACE, MAX_IDENTITY_BYTES, identityToUserId, parseNamespace } f
 export { CATEGORY_PATTERN, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_CHARS, checkCategory, checkKey, checkValue } from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
-export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo } from './store.js';
+export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport } from './store.js';
+export { SecretCipher, parseKey, keyId, KEY_VARIABLE, PREVIOUS_KEYS_VARIABLE, type EncryptedSecret } from './settings/cipher.js';
+export { AgentConfigSchema, DEFAULT_TENANT, checkTenant, type AgentConfig } from './settings/schema.js';
+export { maskSecret, type StoredSettings, type SaveSettingsInput } from './settings/settings.js';
 export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
 export type { EmbeddedRole } from './embedded/open-embedded.js';

@@ -2,7 +2,12 @@ import path from 'node:path';
 import { loadMemoryConfig } from './config.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
 import { parseNamespace } from './identity.js';
+import { MemoryError, isMemoryError } from './errors.js';
 import { checkLimit } from './labels.js';
+import { loadMigrations } from './migrations/index.js';
+import { SecretCipher } from './settings/cipher.js';
+import { checkTenant } from './settings/schema.js';
+import { createSupabaseTransport } from './transports/supabase.js';
 import { MemoryStore } from './store.js';
 import { createPostgresTransport } from './transports/postgres.js';
 import type { SqlTransport } from './transports/transport.js';
@@ -28,9 +33,23 @@ export interface OpenMemoryOptions {
   maxConnections?: number;
   /** Environment to read defaults from (default process.env). */
   env?: NodeJS.ProcessEnv;
+  /** Supabase project (default: SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY); wins over DATABASE_URL. */
+  supabase?: { url: string; serviceRoleKey: string; fetch?: typeof fetch };
+  /** Encrypts settings secrets (default: from MEMORY_ENCRYPTION_KEY and MEMORY_ENCRYPTION_PREVIOUS_KEYS). */
+  cipher?: SecretCipher;
+  /** Settings tenant when a call names none (default: MEMORY_TENANT, else "default"). */
+  tenant?: string;
+  /** Who writes, for the audit log (default "library"). */
+  component?: string;
 }
 
-async function openTransport(options: OpenMemoryOptions, databaseUrl: string | undefined, dataDir: string): Promise<SqlTransport> {
+async function openTransport(
+  options: OpenMemoryOptions,
+  supabase: OpenMemoryOptions['supabase'],
+  databaseUrl: string | undefined,
+  dataDir: string,
+): Promise<SqlTransport> {
+  if (supabase) return createSupabaseTransport(supabase);
   if (databaseUrl) {
     return createPostgresTransport({ connectionString: databaseUrl, maxConnections: options.maxConnections });
   }
@@ -51,15 +70,46 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const config = loadMemoryConfig(options.env ?? process.env);
   const namespace = parseNamespace(options.namespace ?? config.namespace);
   const maxValueBytes = checkLimit(options.maxValueBytes ?? config.maxValueBytes, 'maxValueBytes', 1024 * 1024);
-  const transport = await openTransport(options, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
-  const store = new MemoryStore(transport, { namespace, maxValueBytes });
+  const tenant = checkTenant(options.tenant ?? config.tenant);
+  const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
+  const supabase = options.supabase ?? config.supabase;
+  const transport = await openTransport(options, supabase, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
+  const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {
-      await store.migrate();
+      if (transport.kind === 'supabase') await requireSchemaVersion(transport);
+      else await store.migrate();
     } catch (error) {
       await store.close();
       throw error;
     }
   }
   return store;
+}
+
+/**
+ * Supabase's schema is migrated by the Supabase CLI (or `lk-memory migrate` over DATABASE_URL),
+ * not through the API: check that it is at least what this version of the code needs.
+ */
+async function requireSchemaVersion(transport: SqlTransport): Promise<void> {
+  const needed = loadMigrations().at(-1)!.version;
+  let current: string | null;
+  try {
+    current = (await transport.call('memory_schema_version', {}, 'value')) as string | null;
+  } catch (error) {
+    if (isMemoryError(error, 'SCHEMA_CACHE_STALE') || isMemoryError(error, 'SCHEMA_NOT_MIGRATED')) {
+      throw new MemoryError(
+        'SCHEMA_NOT_MIGRATED',
+        `the Supabase project has no livekit-user-memory schema (or PostgREST cannot see it): apply supabase/migrations with \`supabase db push\` (or \`lk-memory migrate\` with DATABASE_URL), then NOTIFY pgrst, 'reload schema'`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  if (!current || current < needed) {
+    throw new MemoryError(
+      'SCHEMA_NOT_MIGRATED',
+      `the Supabase schema is at ${current ?? 'an unknown version'} but this version needs ${needed}: apply supabase/migrations with \`supabase db push\``,
+    );
+  }
 }

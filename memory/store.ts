@@ -2,7 +2,10 @@ import { MemoryError, isMemoryError } from './errors.js';
 import { identityToUserId } from './identity.js';
 import { checkLimit } from './labels.js';
 import { migrate, type MigrationResult } from './migrations/index.js';
-import type { CallArgs } from './transports/call.js';
+import { secretContext, type EncryptedSecret, type SecretCipher } from './settings/cipher.js';
+import { DEFAULT_TENANT, checkTenant } from './settings/schema.js';
+import { toSettings, type SettingsJson } from './settings/settings.js';
+import { jsonArg, type CallArgs } from './transports/call.js';
 import type { SqlTransport, TransportKind } from './transports/transport.js';
 import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
 import { UserMemory, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
@@ -22,6 +25,15 @@ interface SessionJson {
   user: UserJson;
   first_session: boolean;
   memories: MemoryRow[];
+  settings: SettingsJson | null;
+}
+
+export interface RotationReport {
+  /** Rows whose secrets now use the current key. */
+  rotated: number;
+  /** Rows that could not be decrypted with any known key (left as they were). */
+  failed: Array<{ userId: string; tenant: string; reason: string }>;
+  keyId: string;
 }
 
 function toUser(json: UserJson): User {
@@ -54,9 +66,19 @@ export class MemoryStore {
   readonly namespace: string;
   readonly #state: StoreState;
 
-  constructor(transport: SqlTransport, options: { namespace: string; maxValueBytes: number }) {
+  constructor(
+    transport: SqlTransport,
+    options: { namespace: string; maxValueBytes: number; cipher?: SecretCipher; tenant?: string; component?: string },
+  ) {
     this.namespace = options.namespace;
-    this.#state = { transport, maxValueBytes: options.maxValueBytes, closed: false };
+    this.#state = {
+      transport,
+      maxValueBytes: options.maxValueBytes,
+      cipher: options.cipher,
+      tenant: options.tenant ?? DEFAULT_TENANT,
+      component: options.component ?? 'library',
+      closed: false,
+    };
     transports.set(this, transport);
   }
 
@@ -81,13 +103,20 @@ export class MemoryStore {
   async startSession(identity: string, options: StartSessionOptions = {}): Promise<SessionStart> {
     const userId = this.userIdFor(identity);
     const limit = checkLimit(options.memoryLimit ?? DEFAULT_MEMORY_LIMIT, 'memoryLimit', MAX_MEMORY_LIMIT);
+    const tenant = checkTenant(options.tenant ?? this.#state.tenant);
     const session = await this.#provisioning<SessionJson>(identity, userId, 'memory_start_session', {
       p_user_id: userId,
       p_identity: identity,
       p_memory_limit: limit,
+      p_tenant_id: tenant,
     });
     this.#checkOwnUser(session?.user, identity, userId);
-    return { user: toUser(session!.user), firstSession: session!.first_session, memories: session!.memories.map(toMemory) };
+    return {
+      user: toUser(session!.user),
+      firstSession: session!.first_session,
+      memories: session!.memories.map(toMemory),
+      settings: toSettings(session!.settings),
+    };
   }
 
   /** Provision a user without starting a session (for administrative writes). One round trip. */
@@ -142,6 +171,56 @@ export class MemoryStore {
       );
     }
     return new UserMemory(this.#state, user);
+  }
+
+  get tenant(): string {
+    return this.#state.tenant;
+  }
+
+  /** Key id of MEMORY_ENCRYPTION_KEY, or undefined when no key is configured. */
+  get encryptionKeyId(): string | undefined {
+    return this.#state.cipher?.currentKeyId;
+  }
+
+  /**
+   * Re-encrypt every stored secret that is not under the current key (MEMORY_ENCRYPTION_KEY),
+   * reading old ones with MEMORY_ENCRYPTION_PREVIOUS_KEYS. Each row is replaced only if it did not
+   * change since it was read; a row that did is read again.
+   */
+  async rotateSecrets(batchSize = 100): Promise<RotationReport> {
+    const cipher = this.#state.cipher;
+    if (!cipher) throw new MemoryError('ENCRYPTION_KEY_MISSING', 'rotating secrets needs MEMORY_ENCRYPTION_KEY (the new key) and MEMORY_ENCRYPTION_PREVIOUS_KEYS (the old ones)');
+    const report: RotationReport = { rotated: 0, failed: [], keyId: cipher.currentKeyId };
+    const skip = new Set<string>();
+    for (;;) {
+      const rows = (await this.#state.transport.call('memory_settings_to_rotate', { p_kid: cipher.currentKeyId, p_limit: batchSize + skip.size }, 'rows')) as Array<{
+        user_id: string;
+        tenant_id: string;
+        secrets: Record<string, EncryptedSecret>;
+        version: number | string;
+      }>;
+      const todo = rows.filter((r) => !skip.has(`${r.user_id}/${r.tenant_id}`));
+      if (todo.length === 0) return report;
+      for (const row of todo) {
+        const reencrypted: Record<string, EncryptedSecret> = {};
+        try {
+          for (const [name, secret] of Object.entries(row.secrets)) {
+            const context = secretContext(row.user_id, row.tenant_id, name);
+            reencrypted[name] = secret.kid === cipher.currentKeyId ? secret : cipher.encrypt(cipher.decrypt(secret, context, name), context);
+          }
+        } catch (error) {
+          skip.add(`${row.user_id}/${row.tenant_id}`);
+          report.failed.push({ userId: row.user_id, tenant: row.tenant_id, reason: (error as Error).message });
+          continue;
+        }
+        const replaced = await this.#state.transport.call(
+          'memory_replace_secrets',
+          { p_user_id: row.user_id, p_tenant_id: row.tenant_id, p_secrets: jsonArg(reencrypted), p_expected_version: Number(row.version), p_component: this.#state.component },
+          'value',
+        );
+        if (replaced === true) report.rotated += 1;
+      }
+    }
   }
 
   /** Apply pending schema migrations (openMemory does this on open unless told not to). */

@@ -22,6 +22,8 @@ export interface Memory {
 
 export interface SessionStart {
   user: User;
+  /** The user's settings for the session's tenant (secrets still encrypted), or null. */
+  settings: import('./settings/settings.js').StoredSettings | null;
   /** True for exactly one startSession per user: the one that created it. */
   firstSession: boolean;
   /** The user's most recently updated memories, newest first, up to memoryLimit. */
@@ -31,6 +33,8 @@ export interface SessionStart {
 export interface StartSessionOptions {
   /** How many memories to return (default 20, at most 1000). */
   memoryLimit?: number;
+  /** Whose settings to load (default: the store's tenant). */
+  tenant?: string;
 }
 
 export interface ListOptions {

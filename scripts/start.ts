@@ -3,7 +3,7 @@
  * this machine and nothing answers there, a local livekit-server is started first.
  */
 import { runWorker } from '../agent/main.js';
-import { DEFAULT_LIVEKIT_URL, loadAgentConfig } from '../agent/config.js';
+import { DEFAULT_LIVEKIT_URL, loadWorkerConfig } from '../agent/config.js';
 import { isLivekitServerUp, startLivekitServer, type LivekitServerHandle } from './livekit/server.js';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
@@ -23,7 +23,7 @@ const say = (line: string) => process.stdout.write(`start: ${line}\n`);
 
 let livekit: LivekitServerHandle | undefined;
 try {
-  const config = loadAgentConfig();
+  const config = loadWorkerConfig();
   const url = new URL(config.livekit.url);
   const httpUrl = `${url.protocol === 'wss:' ? 'https:' : 'http:'}//${url.host}`;
   const local = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);

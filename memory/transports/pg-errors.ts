@@ -29,11 +29,14 @@ interface ErrorLike {
   message?: unknown;
 }
 
-function sqlstateCode(sqlstate: string): MemoryErrorCode {
+/** The MemoryError code for a SQLSTATE, the same whichever transport reported it. */
+export function sqlstateCode(sqlstate: string): MemoryErrorCode {
   if (UNAVAILABLE_SQLSTATES.has(sqlstate)) return 'BACKEND_UNAVAILABLE';
   switch (sqlstate) {
     case '23505':
-      return 'IDENTITY_CONFLICT';
+      return 'CONFLICT';
+    case '57014': // statement timeout
+      return 'TIMEOUT';
     case '23503':
       return 'USER_NOT_PROVISIONED';
     case '42501':
@@ -48,7 +51,9 @@ function sqlstateCode(sqlstate: string): MemoryErrorCode {
   }
 }
 
-const HINTS: Partial<Record<MemoryErrorCode, string>> = {
+export const HINTS: Partial<Record<MemoryErrorCode, string>> = {
+  CONFLICT: 'a unique constraint refused the write; if it is the identity, was MEMORY_UUID_NAMESPACE changed for this database?',
+  TIMEOUT: 'the database took too long; check its load, or raise the statement timeout',
   BACKEND_UNAVAILABLE: 'check that the database is running and DATABASE_URL (or MEMORY_DATA_DIR) is right',
   SCHEMA_NOT_MIGRATED: 'run `lk-memory migrate` against this database',
   PERMISSION_DENIED: 'the database role lacks a privilege on the memory tables or functions; connect as their owner',

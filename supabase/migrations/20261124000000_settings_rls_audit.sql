@@ -111,9 +111,10 @@ $$;
 -- Save settings: the upsert names its conflict target (user_id, tenant_id), so saving the same
 -- settings again, or from many callers at once, updates the one row instead of failing with a
 -- unique violation (the HTTP 409 that sent settings to a local fallback before). A null config
--- keeps the stored one; secrets are merged by name, and p_remove_secrets deletes names.
+-- keeps the stored one; secrets are merged by name, and p_remove_secrets (a JSON array of names)
+-- deletes names.
 create or replace function public.memory_save_settings(
-  p_user_id uuid, p_tenant_id text, p_config jsonb, p_secrets jsonb, p_remove_secrets text[], p_component text)
+  p_user_id uuid, p_tenant_id text, p_config jsonb, p_secrets jsonb, p_remove_secrets jsonb, p_component text)
 returns jsonb
 language plpgsql
 as $$
@@ -124,7 +125,8 @@ begin
   values (p_user_id, p_tenant_id, coalesce(p_config, '{}'::jsonb), coalesce(p_secrets, '{}'::jsonb))
   on conflict (user_id, tenant_id) do update
     set config = coalesce(p_config, s.config),
-        secrets = (s.secrets - coalesce(p_remove_secrets, '{}'::text[])) || coalesce(p_secrets, '{}'::jsonb),
+        secrets = (s.secrets - coalesce((select array_agg(x) from jsonb_array_elements_text(p_remove_secrets) x), '{}'::text[]))
+                  || coalesce(p_secrets, '{}'::jsonb),
         version = s.version + 1,
         updated_at = now()
   returning * into saved;
@@ -134,7 +136,7 @@ begin
     'version', saved.version,
     'config_changed', p_config is not null,
     'secrets_set', (select coalesce(jsonb_agg(k order by k), '[]'::jsonb) from jsonb_object_keys(coalesce(p_secrets, '{}'::jsonb)) k),
-    'secrets_removed', to_jsonb(coalesce(p_remove_secrets, '{}'::text[]))));
+    'secrets_removed', coalesce(p_remove_secrets, '[]'::jsonb)));
 
   return jsonb_build_object('tenant_id', saved.tenant_id, 'config', saved.config, 'secrets', saved.secrets,
                             'version', saved.version, 'updated_at', saved.updated_at);

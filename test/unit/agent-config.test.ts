@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfigError, loadAgentConfig } from '../../agent/config.js';
+import { AgentConfigError, loadWorkerConfig } from '../../agent/config.js';
 
 function errorOf(env: NodeJS.ProcessEnv): AgentConfigError {
   try {
-    loadAgentConfig(env);
+    loadWorkerConfig(env);
   } catch (error) {
     return error as AgentConfigError;
   }
   throw new Error('expected an AgentConfigError');
 }
 
-describe('loadAgentConfig', () => {
+describe('loadWorkerConfig', () => {
   it('runs text-only against any OpenAI-compatible server, with local LiveKit defaults', () => {
-    const config = loadAgentConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', LLM_MODEL: 'llama3.2' });
+    const config = loadWorkerConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', LLM_MODEL: 'llama3.2' });
     expect(config.speech).toBeUndefined();
     expect(config.llm).toEqual({ apiKey: 'not-needed', baseURL: 'http://127.0.0.1:11434/v1', model: 'llama3.2' });
     expect(config.livekit).toEqual({ url: 'ws://127.0.0.1:7880', apiKey: 'devkey', apiSecret: 'secret', agentName: 'memory-agent', maxJobs: 20 });
@@ -20,9 +20,9 @@ describe('loadAgentConfig', () => {
   });
 
   it('turns voice on with OpenAI speech models when OPENAI_API_KEY is set, unless told text-only', () => {
-    expect(loadAgentConfig({ OPENAI_API_KEY: 'sk-test' }).speech).toEqual({ sttModel: 'gpt-4o-mini-transcribe', ttsModel: 'gpt-4o-mini-tts', voice: undefined });
-    expect(loadAgentConfig({ OPENAI_API_KEY: 'sk-test', AGENT_MODE: 'text' }).speech).toBeUndefined();
-    expect(loadAgentConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel).toBe('whisper');
+    expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test' }).speech).toEqual({ sttModel: 'gpt-4o-mini-transcribe', ttsModel: 'gpt-4o-mini-tts', voice: undefined });
+    expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test', AGENT_MODE: 'text' }).speech).toBeUndefined();
+    expect(loadWorkerConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel).toBe('whisper');
   });
 
   it('names the variable and what to do when something is wrong', () => {

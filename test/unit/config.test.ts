@@ -3,7 +3,7 @@ import { DNS_NAMESPACE, MemoryError, loadMemoryConfig } from '../../memory/index
 
 describe('loadMemoryConfig', () => {
   it('defaults to the embedded database in .data with the DNS namespace and 16 KiB values', () => {
-    expect(loadMemoryConfig({})).toEqual({ databaseUrl: undefined, dataDir: '.data', namespace: DNS_NAMESPACE, maxValueBytes: 16384 });
+    expect(loadMemoryConfig({})).toEqual({ databaseUrl: undefined, dataDir: '.data', namespace: DNS_NAMESPACE, maxValueBytes: 16384, tenant: 'default', supabase: undefined });
     expect(loadMemoryConfig({ DATABASE_URL: '', MEMORY_DATA_DIR: '' }).databaseUrl).toBeUndefined();
   });
 
@@ -19,6 +19,8 @@ describe('loadMemoryConfig', () => {
       dataDir: '/var/lib/memory',
       namespace: '3f2a1c9e-8d4b-4e6f-9a7c-1b2d3e4f5a6b',
       maxValueBytes: 4096,
+      tenant: 'default',
+      supabase: undefined,
     });
   });
 
@@ -28,6 +30,9 @@ describe('loadMemoryConfig', () => {
       ['MEMORY_UUID_NAMESPACE', 'not-a-uuid'],
       ['MEMORY_MAX_VALUE_BYTES', 'lots'],
       ['MEMORY_MAX_VALUE_BYTES', '0'],
+      ['MEMORY_TENANT', 'has space'],
+      ['SUPABASE_URL', 'not a url'],
+      ['SUPABASE_SERVICE_ROLE_KEY', 'only-the-key-without-the-url'],
     ] as const) {
       let error: unknown;
       try {
