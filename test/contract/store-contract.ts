@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryError, identityToUserId, type MemoryErrorCode, type MemoryStore } from '../../memory/index.js';
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
+import { describeSettingsContract } from './settings-contract.js';
 
 /** A fresh identity per test, so tests that share one database never share a user. */
 const fresh = (label: string) => `${label}-${randomUUID()}@example.com`;
@@ -41,6 +42,8 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
     afterAll(async () => {
       await backend?.close();
     });
+
+    describeSettingsContract(() => backend);
 
     it('keeps alice and bob apart (the original two-user check)', async () => {
       const alice = memory.forUser((await memory.startSession('alice@example.com')).user);

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { openMemory, type MemoryStore } from '../../memory/index.js';
+import { randomBytes } from 'node:crypto';
+import { SecretCipher, openMemory, type MemoryStore } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { createTestDatabase } from './postgres.js';
 
@@ -31,23 +32,26 @@ function around(name: string, memory: MemoryStore, cleanup: () => Promise<void>)
   };
 }
 
+/** Every backend under test encrypts settings secrets with a fresh key. */
+const cipher = () => new SecretCipher(randomBytes(32));
+
 /** `env: {}` everywhere: a suite chooses its backend explicitly, whatever DATABASE_URL says. */
 export const BACKENDS: Record<'postgres' | 'embedded' | 'embedded-socket', BackendFactory> = {
   async postgres() {
     const db = await createTestDatabase('contract');
-    const memory = await openMemory({ env: {}, databaseUrl: db.url });
+    const memory = await openMemory({ env: {}, databaseUrl: db.url, cipher: cipher() });
     return around('postgres', memory, db.drop);
   },
   async embedded() {
     const dataDir = tempDataDir('embedded');
-    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'owner', serve: false });
+    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'owner', serve: false, cipher: cipher() });
     return around('embedded', memory, async () => fs.rmSync(dataDir, { recursive: true, force: true }));
   },
   /** What a LiveKit job process sees: a client of the owner's socket (here the owner is in this same process). */
   async 'embedded-socket'() {
     const dataDir = tempDataDir('socket');
     const owner = await openMemory({ env: {}, dataDir, embeddedRole: 'owner', serve: true });
-    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'client' });
+    const memory = await openMemory({ env: {}, dataDir, embeddedRole: 'client', cipher: cipher() });
     return around('embedded-socket', memory, async () => {
       await owner.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
