@@ -3,7 +3,8 @@ export { DNS_NAMESPACE, MAX_IDENTITY_BYTES, identityToUserId, parseNamespace } f
 export { CATEGORY_PATTERN, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_CHARS, checkCategory, checkKey, checkValue } from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
-export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport } from './store.js';
+export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport, type Profile } from './store.js';
+export { MEMORY_TABLES, type Diagnostics } from './diagnostics.js';
 export { SecretCipher, parseKey, keyId, KEY_VARIABLE, PREVIOUS_KEYS_VARIABLE, type EncryptedSecret } from './settings/cipher.js';
 export { AgentConfigSchema, DEFAULT_TENANT, checkTenant, type AgentConfig } from './settings/schema.js';
 export { maskSecret, type StoredSettings, type SaveSettingsInput } from './settings/settings.js';

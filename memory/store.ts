@@ -4,7 +4,9 @@ import { checkLimit } from './labels.js';
 import { migrate, type MigrationResult } from './migrations/index.js';
 import { secretContext, type EncryptedSecret, type SecretCipher } from './settings/cipher.js';
 import { DEFAULT_TENANT, checkTenant } from './settings/schema.js';
-import { toSettings, type SettingsJson } from './settings/settings.js';
+import { toSettings, type SettingsJson, type StoredSettings } from './settings/settings.js';
+import { readDiagnostics, type Diagnostics } from './diagnostics.js';
+import { validate as isUuid } from 'uuid';
 import { jsonArg, type CallArgs } from './transports/call.js';
 import type { SqlTransport, TransportKind } from './transports/transport.js';
 import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
@@ -26,6 +28,24 @@ interface SessionJson {
   first_session: boolean;
   memories: MemoryRow[];
   settings: SettingsJson | null;
+}
+
+interface ProfileJson {
+  user: (UserJson & { auth_user_id: string | null }) | null;
+  memory_count: number | string;
+  settings: SettingsJson[] | null;
+  audit: Array<{ at: string; action: string; component: string; tenant_id: string | null; detail: Record<string, unknown> }> | null;
+}
+
+export interface Profile {
+  userId: string;
+  identity: string;
+  /** Null when the identity was never provisioned. */
+  user: (User & { authUserId: string | null }) | null;
+  memoryCount: number;
+  settings: StoredSettings[];
+  /** The latest audit entries about this user, newest first. */
+  audit: Array<{ at: Date; action: string; component: string; tenant: string | null; detail: Record<string, unknown> }>;
 }
 
 export interface RotationReport {
@@ -221,6 +241,45 @@ export class MemoryStore {
         if (replaced === true) report.rotated += 1;
       }
     }
+  }
+
+  /** Everything the database holds about an identity, without provisioning it (for `inspect`). */
+  async profile(identity: string): Promise<Profile> {
+    const userId = this.userIdFor(identity);
+    const json = (await this.#state.transport.call('memory_profile', { p_user_id: userId }, 'value')) as ProfileJson;
+    const row = json.user;
+    return {
+      userId,
+      identity,
+      user: row
+        ? { ...toUser(row), authUserId: row.auth_user_id ?? null }
+        : null,
+      memoryCount: Number(json.memory_count),
+      settings: (json.settings ?? []).map((s) => toSettings(s)!),
+      audit: (json.audit ?? []).map((a) => ({ at: new Date(a.at), action: a.action, component: a.component, tenant: a.tenant_id, detail: a.detail })),
+    };
+  }
+
+  /**
+   * Link the identity's memory user to a Supabase Auth user (null unlinks), so that a person signed
+   * in as that Auth user can reach this memory under Row Level Security. Audited.
+   */
+  async link(identity: string, authUserId: string | null): Promise<{ previous: string | null }> {
+    const userId = this.userIdFor(identity);
+    if (authUserId !== null && !isUuid(authUserId)) {
+      throw new MemoryError('INVALID_OPTION', `auth user id ${JSON.stringify(authUserId)} is not a UUID (copy it from Authentication > Users)`);
+    }
+    const json = (await this.#state.transport.call(
+      'memory_link',
+      { p_user_id: userId, p_auth_user_id: authUserId, p_component: this.#state.component },
+      'value',
+    )) as { previous_auth_user_id: string | null };
+    return { previous: json.previous_auth_user_id ?? null };
+  }
+
+  /** What `lk-memory doctor` checks about the database. */
+  diagnostics(): Promise<Diagnostics> {
+    return readDiagnostics(this.#state.transport);
   }
 
   /** Apply pending schema migrations (openMemory does this on open unless told not to). */

@@ -1,4 +1,5 @@
 import { createClient } from '@supabase/supabase-js';
+import WebSocket from 'ws';
 import { MemoryError, type MemoryErrorCode } from '../errors.js';
 import { JsonArg, type CallArgs, type CallShape } from './call.js';
 import { HINTS, sqlstateCode } from './pg-errors.js';
@@ -68,6 +69,9 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): SqlT
     // A server: no session to keep or refresh, no URL to read a session from.
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     global: options.fetch ? { fetch: options.fetch } : {},
+    // supabase-js builds its realtime client in the constructor and, on Node 20 (no built-in
+    // WebSocket), throws unless given one. We never subscribe; `ws` only satisfies the constructor.
+    realtime: { transport: WebSocket as never },
   });
   const timeoutMs = options.timeoutMs ?? 10_000;
   let calls = 0;
