@@ -3,8 +3,10 @@ import { MemoryError } from '../../memory/index.js';
 /** Exit codes of lk-memory, documented in the README. */
 export const EXIT = {
   OK: 0,
-  /** `retrieve` found nothing (stdout stays empty). */
+  /** `retrieve` or `settings get` found nothing (stdout stays empty). */
   NOT_FOUND: 1,
+  /** `doctor`: at least one check failed. */
+  CHECKS_FAILED: 1,
   /** Bad input or usage: the message names the problem. */
   BAD_INPUT: 2,
   /** The backend cannot be reached (or its folder is held by another process). */

@@ -1,82 +1,13 @@
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import {
-  DNS_NAMESPACE,
-  checkCategory,
-  checkKey,
-  checkValue,
-  identityToUserId,
-  loadMemoryConfig,
-  openMemory,
-  type MemoryStore,
-  type OpenMemoryOptions,
-} from '../../memory/index.js';
+import { Command, CommanderError } from 'commander';
+import { DNS_NAMESPACE, identityToUserId } from '../../memory/index.js';
+import { registerAdminCommands } from './admin-commands.js';
+import { Outcome, parseLimit, precheck, withMemory, type CliIo, type GlobalOptions } from './context.js';
+import { registerDoctor } from './doctor.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
 import { memoryJson, memoryLine } from './format.js';
+import { registerSettingsCommands } from './settings-commands.js';
 
-export interface CliIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-}
-
-interface GlobalOptions {
-  databaseUrl?: string;
-  dataDir?: string;
-  namespace?: string;
-}
-
-/** The process's exit code, set by a command that ends without an error (retrieve's "not found"). */
-class Outcome {
-  code: number = EXIT.OK;
-}
-
-function parseLimit(text: string): number {
-  const limit = Number(text);
-  if (!/^\d+$/.test(text) || limit < 1 || limit > 10_000) throw new InvalidArgumentError('expected a whole number from 1 to 10000');
-  return limit;
-}
-
-interface Input {
-  identity: string;
-  category?: string;
-  key?: string;
-  value?: string;
-}
-
-/** Bad input exits 2 whatever state the backend is in: check it all before opening anything. */
-function precheck(command: Command, io: CliIo, input: Input): void {
-  const config = loadMemoryConfig(io.env);
-  identityToUserId(input.identity, command.optsWithGlobals<GlobalOptions>().namespace ?? config.namespace);
-  if (input.category !== undefined) checkCategory(input.category);
-  if (input.key !== undefined) checkKey(input.key);
-  if (input.value !== undefined) checkValue(input.value, config.maxValueBytes);
-}
-
-async function withMemory<T>(
-  command: Command,
-  io: CliIo,
-  fn: (memory: MemoryStore) => Promise<T>,
-  extra: OpenMemoryOptions = {},
-): Promise<T> {
-  const globals = command.optsWithGlobals<GlobalOptions>();
-  const memory = await openMemory({
-    ...extra,
-    env: io.env,
-    databaseUrl: globals.databaseUrl,
-    dataDir: globals.dataDir,
-    namespace: globals.namespace,
-    // A short-lived command uses a running worker's socket when there is one, and otherwise opens
-    // the folder itself without serving it.
-    embeddedRole: 'auto',
-    serve: false,
-    maxConnections: 1,
-  });
-  try {
-    return await fn(memory);
-  } finally {
-    await memory.close();
-  }
-}
+export type { CliIo } from './context.js';
 
 export function buildProgram(io: CliIo, outcome: Outcome): Command {
   const program = new Command('lk-memory')
@@ -185,6 +116,9 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
       );
     });
 
+  registerSettingsCommands(program, io, outcome);
+  registerAdminCommands(program, io, outcome);
+  registerDoctor(program, io, outcome);
   return program;
 }
 

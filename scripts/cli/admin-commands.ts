@@ -1,0 +1,117 @@
+import { Command } from 'commander';
+import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../memory/index.js';
+import { ensureAuthUser } from '../../memory/supabase-auth.js';
+import { precheck, withMemory, type CliIo, type Outcome } from './context.js';
+import { EXIT } from './exit-codes.js';
+import { memoryJson, memoryLine } from './format.js';
+import { settingsLines, settingsView } from './settings-commands.js';
+
+function inspectText(profile: Profile, memories: Memory[], location: string): string {
+  const lines = [`identity:  ${profile.identity}`, `user id:   ${profile.userId}`];
+  if (!profile.user) {
+    lines.push('profile:   not provisioned (no row in memory_users; the first session will create it)');
+  } else {
+    const u = profile.user;
+    lines.push(
+      `profile:   created ${u.createdAt.toISOString()}, last seen ${u.lastSeenAt.toISOString()}, ${u.sessionCount} session(s), ` +
+        (u.authUserId ? `linked to Supabase Auth user ${u.authUserId}` : 'not linked to a Supabase Auth user'),
+    );
+  }
+  lines.push(`memories:  ${profile.memoryCount}`);
+  for (const m of memories) lines.push(`  ${memoryLine(m)}`);
+  if (profile.settings.length === 0) lines.push('settings:  none');
+  for (const s of profile.settings) lines.push(...settingsLines(s).map((l, i) => (i === 0 ? `settings:  ${l}` : `           ${l}`)));
+  lines.push('where it lives:');
+  lines.push(
+    `  database ${location}: memory_users ${profile.user ? 1 : 0} row, memories ${profile.memoryCount} rows, ` +
+      `memory_settings ${profile.settings.length} rows, memory_audit_log ${profile.audit.length}${profile.audit.length === 20 ? '+' : ''} entries`,
+  );
+  lines.push('  outside the database: nothing (no local copies are kept)');
+  if (profile.audit.length > 0) {
+    lines.push('recent audit:');
+    for (const a of profile.audit.slice(0, 10)) lines.push(`  ${a.at.toISOString()} ${a.action} by ${a.component}${a.tenant ? ` (tenant ${a.tenant})` : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerAdminCommands(program: Command, io: CliIo, outcome: Outcome): void {
+  program
+    .command('inspect')
+    .description('everything stored for an identity and where it lives: profile, memories, settings (secrets masked), audit')
+    .argument('<identity>', 'participant identity')
+    .option('--json', 'print JSON')
+    .action(async (identity: string, options: { json?: boolean }, command: Command) => {
+      precheck(command, io, { identity });
+      await withMemory(command, io, async (memory) => {
+        const profile = await memory.profile(identity);
+        const memories = await memory.forIdentity(identity).list({ limit: 1000 });
+        if (!options.json) {
+          io.stdout(inspectText(profile, memories, memory.backend.location));
+          return;
+        }
+        io.stdout(
+          `${JSON.stringify(
+            {
+              identity,
+              userId: profile.userId,
+              profile: profile.user,
+              memories: memories.map(memoryJson),
+              settings: profile.settings.map(settingsView),
+              audit: profile.audit,
+              locations: {
+                database: { backend: memory.backend.location, memoryUsers: profile.user ? 1 : 0, memories: profile.memoryCount, settings: profile.settings.length },
+                pendingOutsideDatabase: [],
+              },
+            },
+            null,
+            2,
+          )}\n`,
+        );
+      });
+    });
+
+  program
+    .command('link')
+    .description('link an identity to a Supabase Auth user, so that user can read and change this memory under Row Level Security')
+    .argument('<identity>', 'participant identity')
+    .argument('[auth-user-id]', 'the Supabase Auth user id (Authentication > Users)')
+    .option('--unlink', 'remove the link')
+    .option('--create-auth-user', 'create the Auth user with auth.admin.createUser, its id being the UUIDv5 (needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)')
+    .action(async (identity: string, authUserId: string | undefined, options: { unlink?: boolean; createAuthUser?: boolean }, command: Command) => {
+      precheck(command, io, { identity });
+      const given = [authUserId !== undefined, Boolean(options.unlink), Boolean(options.createAuthUser)].filter(Boolean).length;
+      if (given !== 1) throw new MemoryError('INVALID_OPTION', 'give exactly one of: an auth user id, --unlink, or --create-auth-user');
+      const supabase = loadMemoryConfig(io.env).supabase;
+      if (options.createAuthUser && !supabase) {
+        throw new MemoryError('INVALID_CONFIG', '--create-auth-user needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY');
+      }
+      await withMemory(command, io, async (memory) => {
+        await memory.provision(identity);
+        const target = options.unlink
+          ? null
+          : options.createAuthUser
+            ? await ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
+            : authUserId!;
+        const { previous } = await memory.link(identity, target);
+        io.stdout(
+          target
+            ? `linked ${identity} (${memory.userIdFor(identity)}) to auth user ${target}${previous && previous !== target ? ` (was ${previous})` : ''}\n`
+            : `unlinked ${identity}${previous ? ` from auth user ${previous}` : ' (it was not linked)'}\n`,
+        );
+      });
+    });
+
+  program
+    .command('rotate-key')
+    .description(
+      're-encrypt every stored secret under MEMORY_ENCRYPTION_KEY, reading old ones with the keys in MEMORY_ENCRYPTION_PREVIOUS_KEYS (comma-separated)',
+    )
+    .action(async (_options, command: Command) => {
+      await withMemory(command, io, async (memory) => {
+        const report = await memory.rotateSecrets();
+        io.stdout(`re-encrypted ${report.rotated} settings row(s) under key ${report.keyId}\n`);
+        for (const failure of report.failed) io.stderr(`not re-encrypted: user ${failure.userId} tenant ${failure.tenant}: ${failure.reason}\n`);
+        if (report.failed.length > 0) outcome.code = EXIT.FAILED;
+      });
+    });
+}
