@@ -4,7 +4,7 @@
  */
 import { AutoSubscribe, defineAgent, log, voice, type JobContext, type JobProcess } from '@livekit/agents';
 import * as openai from '@livekit/agents-plugin-openai';
-import { openMemory, type MemoryStore } from '../memory/index.js';
+import { TENANT_PATTERN, openMemory, type MemoryStore } from '../memory/index.js';
 import { memoryInstructions, startUserMemory, type UserMemorySession } from '../plugins/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
 
@@ -23,10 +23,42 @@ function greetingInstructions(memory: UserMemorySession & { available: true }): 
         'If you remember something relevant about them, you may mention it briefly.';
 }
 
-function buildSession(config: WorkerConfig, userId: string | undefined): voice.AgentSession {
+/** What this user's stored settings change for their session. */
+interface SessionChoices {
+  model: string;
+  voice: string | undefined;
+  instructionsAddendum: string | undefined;
+  userId: string | undefined;
+}
+
+function choicesFor(config: WorkerConfig, memory: UserMemorySession): SessionChoices {
+  const settings = memory.available ? memory.settings?.config : undefined;
+  return {
+    model: settings?.model ?? config.llm.model,
+    voice: settings?.voice ?? config.speech?.voice,
+    instructionsAddendum: settings?.instructions,
+    userId: memory.available ? memory.user.id : undefined,
+  };
+}
+
+/**
+ * The tenant whose settings apply: the dispatch metadata's {"tenant": "..."} when the backend that
+ * minted the token or dispatch set one (only it can), else MEMORY_TENANT, else "default".
+ */
+export function tenantFromMetadata(metadata: string): string | undefined {
+  if (!metadata) return undefined;
+  try {
+    const tenant = (JSON.parse(metadata) as { tenant?: unknown }).tenant;
+    return typeof tenant === 'string' && TENANT_PATTERN.test(tenant) ? tenant : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function buildSession(config: WorkerConfig, choices: SessionChoices): voice.AgentSession {
   // `user` is OpenAI's end-user identifier for abuse monitoring: the pseudonymous UUIDv5, never
   // the identity itself.
-  const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: config.llm.model, user: userId });
+  const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: choices.model, user: choices.userId });
   if (!config.speech) {
     // Text only: no VAD and no turn detector, which would otherwise load local models or call
     // LiveKit Cloud; chat arrives on lk.chat and replies leave on lk.transcription.
@@ -36,7 +68,7 @@ function buildSession(config: WorkerConfig, userId: string | undefined): voice.A
   return new voice.AgentSession({
     llm,
     stt: new openai.STT({ ...common, model: config.speech.sttModel }),
-    tts: new openai.TTS({ ...common, model: config.speech.ttsModel, ...(config.speech.voice ? { voice: config.speech.voice as never } : {}) }),
+    tts: new openai.TTS({ ...common, model: config.speech.ttsModel, ...(choices.voice ? { voice: choices.voice as never } : {}) }),
   });
 }
 
@@ -55,24 +87,32 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
         memoryLimit: config.memory.blockMaxEntries,
         block: { maxEntries: config.memory.blockMaxEntries, maxChars: config.memory.blockMaxChars },
         tools: { categories: config.memory.categories },
+        tenant: tenantFromMetadata(ctx.job.metadata),
       })
     : { available: false, identity: undefined, error: ctx.proc.userData.memoryError ?? new Error('memory not opened'), memoryBlock: '', tools: {} };
 
   if (memory.available) {
     // Ids and counts only: memory values never go to logs.
     logger.info(
-      { userId: memory.user.id, firstSession: memory.firstSession, memories: memory.memories.length },
+      {
+        userId: memory.user.id,
+        firstSession: memory.firstSession,
+        memories: memory.memories.length,
+        settings: memory.settings ? { tenant: memory.settings.tenant, version: memory.settings.version } : null,
+      },
       'memory ready for participant',
     );
   } else {
     logger.error({ participant: participant.identity, error: memory.error.message }, 'memory unavailable: continuing without it');
   }
 
+  const choices = choicesFor(config, memory);
+  const addendum = choices.instructionsAddendum ? `\n\nAdditional instructions for this user:\n${choices.instructionsAddendum}` : '';
   const agent = new voice.Agent({
-    instructions: `${config.instructions}\n\n${memoryInstructions(memory)}`,
+    instructions: `${config.instructions}${addendum}\n\n${memoryInstructions(memory)}`,
     tools: memory.available ? memory.tools : undefined,
   });
-  const session = buildSession(config, memory.available ? memory.user.id : undefined);
+  const session = buildSession(config, choices);
   session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('session closed'));
   await session.start({
     agent,

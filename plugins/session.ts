@@ -1,4 +1,4 @@
-import type { Memory, MemoryStore, User, UserMemory } from '../memory/index.js';
+import type { Memory, MemoryStore, StoredSettings, User, UserMemory } from '../memory/index.js';
 import { resolveIdentity, type IdentitySource, type ParticipantLike } from './identity.js';
 import { renderMemoryBlock, type MemoryBlockOptions } from './memory-block.js';
 import { createMemoryTools, type MemoryTools, type MemoryToolsOptions } from './tools.js';
@@ -11,6 +11,8 @@ export interface StartUserMemoryOptions {
   memoryLimit?: number;
   block?: MemoryBlockOptions;
   tools?: MemoryToolsOptions;
+  /** Whose settings to load with the session (default: the store's tenant). */
+  tenant?: string;
 }
 
 export interface UserMemoryReady {
@@ -19,6 +21,8 @@ export interface UserMemoryReady {
   user: User;
   firstSession: boolean;
   memories: Memory[];
+  /** The user's agent settings for the tenant (secrets still encrypted), loaded in the same round trip. */
+  settings: StoredSettings | null;
   /** The delimited block for the agent's instructions ('' when nothing is stored yet). */
   memoryBlock: string;
   /** remember, recall, forget, list_memories: bound to this user only. */
@@ -49,7 +53,7 @@ export async function startUserMemory(options: StartUserMemoryOptions): Promise<
   try {
     identity = resolveIdentity(options.participant, options.identitySource);
     const memoryLimit = options.memoryLimit ?? options.block?.maxEntries ?? 20;
-    const session = await options.memory.startSession(identity, { memoryLimit });
+    const session = await options.memory.startSession(identity, { memoryLimit, tenant: options.tenant });
     const handle = options.memory.forUser(session.user);
     return {
       available: true,
@@ -57,6 +61,7 @@ export async function startUserMemory(options: StartUserMemoryOptions): Promise<
       user: session.user,
       firstSession: session.firstSession,
       memories: session.memories,
+      settings: session.settings,
       memoryBlock: renderMemoryBlock(session.memories, options.block),
       tools: createMemoryTools(handle, options.tools),
       handle,

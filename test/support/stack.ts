@@ -25,8 +25,8 @@ export interface Stack {
   workerLog: string[];
   dataDir: string;
   agentName: string;
-  /** Join a fresh room (which dispatches the agent) as this identity. */
-  join(identity: string, room?: string): Promise<ChatParticipant>;
+  /** Join a fresh room (which dispatches the agent, with this dispatch metadata) as this identity. */
+  join(identity: string, room?: string, metadata?: string): Promise<ChatParticipant>;
   /** A client of the worker's embedded database, for checking what was stored. */
   memory(): Promise<MemoryStore>;
   stop(): Promise<void>;
@@ -97,13 +97,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     workerLog,
     dataDir,
     agentName,
-    async join(identity, room = `room-${randomBytes(4).toString('hex')}`) {
+    async join(identity, room = `room-${randomBytes(4).toString('hex')}`, metadata) {
       const participant = await ChatParticipant.join(livekit.url, {
         apiKey: livekit.apiKey,
         apiSecret: livekit.apiSecret,
         identity,
         room,
         agentName,
+        metadata,
       });
       participants.push(participant);
       return participant;
