@@ -14,6 +14,10 @@ export class PgWireProxy {
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
   port = 0;
+  /** While true, connections are cut and new ones refused: the database looks stopped. */
+  #down = false;
+  /** Added to every chunk in either direction: a slow database or network. */
+  #delayMs = 0;
 
   constructor(private readonly target: ProxyTarget) {
     this.#server = net.createServer((client) => this.#accept(client));
@@ -38,7 +42,31 @@ export class PgWireProxy {
     for (const socket of this.#sockets) socket.destroy();
   }
 
+  /** The database goes away: open connections are cut and new ones closed at once. */
+  stopDatabase(): void {
+    this.#down = true;
+    this.dropAll();
+  }
+
+  /** The database is back. */
+  startDatabase(): void {
+    this.#down = false;
+  }
+
+  get isDown(): boolean {
+    return this.#down;
+  }
+
+  /** Delay every chunk by this many milliseconds (0: none). */
+  setDelay(ms: number): void {
+    this.#delayMs = ms;
+  }
+
   #accept(client: net.Socket): void {
+    if (this.#down) {
+      client.destroy();
+      return;
+    }
     const upstream = 'path' in this.target ? net.connect(this.target.path) : net.connect(this.target.port, this.target.host);
     this.#sockets.add(client).add(upstream);
     let buffer: Buffer = Buffer.alloc(0);
@@ -51,9 +79,9 @@ export class PgWireProxy {
       for (const message of split.messages) {
         if (message.type) this.counts.set(message.type, (this.counts.get(message.type) ?? 0) + 1);
       }
-      upstream.write(chunk);
+      this.#later(() => upstream.write(chunk));
     });
-    upstream.on('data', (chunk) => client.write(chunk));
+    upstream.on('data', (chunk) => this.#later(() => client.write(chunk)));
     const close = () => {
       client.destroy();
       upstream.destroy();
@@ -62,6 +90,12 @@ export class PgWireProxy {
     };
     client.on('close', close).on('error', close);
     upstream.on('close', close).on('error', close);
+  }
+
+  /** Order-preserving delay: chunks keep their order because every chunk waits the same time. */
+  #later(fn: () => void): void {
+    if (this.#delayMs <= 0) fn();
+    else setTimeout(fn, this.#delayMs);
   }
 
   async stop(): Promise<void> {
