@@ -277,6 +277,25 @@ export class MemoryStore {
     return { previous: json.previous_auth_user_id ?? null };
   }
 
+  /**
+   * Whether the backend answers now: one cheap call. Never throws; `down` carries the error code.
+   * The worker's health endpoint reports it.
+   */
+  async health(): Promise<{ state: 'up' | 'down'; backend: BackendInfo; latencyMs: number; error?: string }> {
+    const started = performance.now();
+    try {
+      await this.#state.transport.call('memory_schema_version', {}, 'value');
+      return { state: 'up', backend: this.backend, latencyMs: performance.now() - started };
+    } catch (error) {
+      return {
+        state: 'down',
+        backend: this.backend,
+        latencyMs: performance.now() - started,
+        error: isMemoryError(error) ? `${error.code}: ${error.message}` : String(error),
+      };
+    }
+  }
+
   /** What `lk-memory doctor` checks about the database. */
   diagnostics(): Promise<Diagnostics> {
     return readDiagnostics(this.#state.transport);

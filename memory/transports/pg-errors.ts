@@ -15,11 +15,12 @@ const NETWORK_ERRNOS = new Set([
 const NETWORK_MESSAGES = [
   /connection terminated/i,
   /connection timeout/i,
-  /timeout exceeded when trying to connect/i,
   /Client has encountered a connection error/i,
   /not queryable/i,
   /the database system is (starting up|shutting down)/i,
 ];
+/** pg's client-side query_timeout and connection timeouts: the database did not answer in time. */
+const TIMEOUT_MESSAGES = [/Query read timeout/i, /timeout exceeded when trying to connect/i, /Connection terminated due to connection timeout/i];
 
 /** SQLSTATEs that mean the server is going away or not accepting work. */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
@@ -70,6 +71,8 @@ export function toMemoryError(error: unknown, where: string): MemoryError {
   let code: MemoryErrorCode = 'DATABASE_ERROR';
   if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
     code = sqlstateCode(e.code);
+  } else if (TIMEOUT_MESSAGES.some((re) => re.test(raw))) {
+    code = 'TIMEOUT';
   } else if ((typeof e.code === 'string' && NETWORK_ERRNOS.has(e.code)) || NETWORK_MESSAGES.some((re) => re.test(raw))) {
     code = 'BACKEND_UNAVAILABLE';
   } else if (error instanceof AggregateError && error.errors.some((inner) => toMemoryError(inner, where).code === 'BACKEND_UNAVAILABLE')) {

@@ -11,6 +11,8 @@ export interface PostgresTransportOptions {
   /** Pool size. Job processes need few connections: one voice session rarely has two queries in flight. */
   maxConnections?: number;
   connectTimeoutMs?: number;
+  /** Give up on a statement after this long (client side; default 5 s): memory must not make a call late. */
+  queryTimeoutMs?: number;
   kind?: TransportKind;
   location?: string;
 }
@@ -55,6 +57,7 @@ export function createPostgresTransport(options: PostgresTransportOptions): SqlT
     connectionString: options.connectionString,
     max: options.maxConnections ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    query_timeout: options.queryTimeoutMs ?? 5000,
     idleTimeoutMillis: 30_000,
     // Let a worker exit without waiting for idle connections.
     allowExitOnIdle: true,
