@@ -5,6 +5,7 @@ import { parseNamespace } from './identity.js';
 import { MemoryError, isMemoryError } from './errors.js';
 import { checkLimit } from './labels.js';
 import { loadMigrations } from './migrations/index.js';
+import { Journal, journalDir } from './journal/journal.js';
 import { SecretCipher } from './settings/cipher.js';
 import { checkTenant } from './settings/schema.js';
 import { createSupabaseTransport } from './transports/supabase.js';
@@ -41,6 +42,13 @@ export interface OpenMemoryOptions {
   tenant?: string;
   /** Who writes, for the audit log (default "library"). */
   component?: string;
+  /**
+   * The local journal for writes made while the database is unreachable (default: on, in
+   * <dataDir>/journal). false: such writes fail instead.
+   */
+  journal?: boolean;
+  /** Replay the journal in the background while anything is pending (default: on with the journal). */
+  backgroundSync?: boolean;
 }
 
 async function openTransport(
@@ -74,7 +82,8 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
   const supabase = options.supabase ?? config.supabase;
   const transport = await openTransport(options, supabase, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
-  const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component });
+  const journal = options.journal === false ? undefined : new Journal(journalDir(options.dataDir ?? config.dataDir), journalTarget(transport));
+  const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component, journal });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {
       if (transport.kind === 'supabase') await requireSchemaVersion(transport);
@@ -84,6 +93,7 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
       throw error;
     }
   }
+  if (journal && options.backgroundSync !== false) store.startBackgroundSync();
   return store;
 }
 
@@ -112,4 +122,9 @@ async function requireSchemaVersion(transport: SqlTransport): Promise<void> {
       `the Supabase schema is at ${current ?? 'an unknown version'} but this version needs ${needed}: apply supabase/migrations with \`supabase db push\``,
     );
   }
+}
+
+/** What the journal is for: the database, named without credentials. */
+function journalTarget(transport: SqlTransport): string {
+  return transport.location.replace(/ \(via the socket of pid \d+\)$/, '').replace(/^embedded /, 'embedded:');
 }

@@ -10,7 +10,8 @@ import { validate as isUuid } from 'uuid';
 import { jsonArg, type CallArgs } from './transports/call.js';
 import type { SqlTransport, TransportKind } from './transports/transport.js';
 import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
-import { UserMemory, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
+import { Unreachable, type ApplyOutcome, type Journal, type JournalOp, type ReplayReport } from './journal/journal.js';
+import { UserMemory, isUnreachable, mergePending, toMemory, type MemoryRow, type StoreState } from './user-memory.js';
 
 export const DEFAULT_MEMORY_LIMIT = 20;
 export const MAX_MEMORY_LIMIT = 1000;
@@ -88,7 +89,7 @@ export class MemoryStore {
 
   constructor(
     transport: SqlTransport,
-    options: { namespace: string; maxValueBytes: number; cipher?: SecretCipher; tenant?: string; component?: string },
+    options: { namespace: string; maxValueBytes: number; cipher?: SecretCipher; tenant?: string; component?: string; journal?: Journal },
   ) {
     this.namespace = options.namespace;
     this.#state = {
@@ -97,6 +98,7 @@ export class MemoryStore {
       cipher: options.cipher,
       tenant: options.tenant ?? DEFAULT_TENANT,
       component: options.component ?? 'library',
+      journal: options.journal,
       closed: false,
     };
     transports.set(this, transport);
@@ -131,10 +133,12 @@ export class MemoryStore {
       p_tenant_id: tenant,
     });
     this.#checkOwnUser(session?.user, identity, userId);
+    // The user's own writes still waiting in the journal are part of what they see.
+    const pending = this.#state.journal ? await this.#state.journal.pendingFor(userId) : [];
     return {
       user: toUser(session!.user),
       firstSession: session!.first_session,
-      memories: session!.memories.map(toMemory),
+      memories: mergePending(session!.memories, pending).slice(0, limit).map(toMemory),
       settings: toSettings(session!.settings),
     };
   }
@@ -301,6 +305,72 @@ export class MemoryStore {
     return readDiagnostics(this.#state.transport);
   }
 
+  /** Where writes wait while the database is unreachable (undefined: no journal). */
+  get journal(): Journal | undefined {
+    return this.#state.journal;
+  }
+
+  /** Replay the journal now: this process's writes and those left by processes that died. */
+  async sync(): Promise<ReplayReport> {
+    if (!this.#state.journal) return { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
+    return this.#state.journal.replay((op) => this.#apply(op));
+  }
+
+  /** Keep replaying in the background (with backoff) while writes are pending. */
+  startBackgroundSync(options?: { minMs?: number; maxMs?: number }): void {
+    this.#state.journal?.startBackgroundReplay((op) => this.#apply(op), options);
+  }
+
+  /** Pending journal writes of an identity (for `inspect`). */
+  async pendingFor(identity: string): Promise<JournalOp[]> {
+    return this.#state.journal ? this.#state.journal.pendingFor(this.userIdFor(identity)) : [];
+  }
+
+  /** Send one journal entry; idempotent, and an older write never replaces a newer one (write clocks). */
+  async #apply(op: JournalOp): Promise<ApplyOutcome> {
+    const once = async (): Promise<ApplyOutcome> => {
+      const t = this.#state.transport;
+      if (op.op === 'store') {
+        const result = (await t.call(
+          'memory_store',
+          { p_user_id: op.userId, p_category: op.category, p_key: op.key, p_value: op.value, p_clock: op.clock },
+          'value',
+        )) as { applied: boolean };
+        return result.applied ? 'applied' : 'older';
+      }
+      if (op.op === 'forget') {
+        await t.call('memory_forget', { p_user_id: op.userId, p_category: op.category, p_key: op.key, p_clock: op.clock }, 'value');
+        return 'applied';
+      }
+      await t.call(
+        'memory_save_settings',
+        {
+          p_user_id: op.userId,
+          p_tenant_id: op.tenant,
+          p_config: op.config === null ? null : jsonArg(op.config),
+          p_secrets: jsonArg(op.secrets),
+          p_remove_secrets: jsonArg(op.removeSecrets),
+          p_component: `${this.#state.component}:journal`,
+          p_clock: op.clock,
+        },
+        'value',
+      );
+      return 'applied';
+    };
+    try {
+      try {
+        return await once();
+      } catch (error) {
+        if (!isMemoryError(error, 'USER_NOT_PROVISIONED')) throw error;
+        await this.#state.transport.call('memory_provision', { p_user_id: op.userId, p_identity: op.identity }, 'value');
+        return await once();
+      }
+    } catch (error) {
+      if (isUnreachable(error)) throw new Unreachable((error as Error).message);
+      throw error;
+    }
+  }
+
   /** Apply pending schema migrations (openMemory does this on open unless told not to). */
   migrate(): Promise<MigrationResult> {
     return migrate(this.#state.transport);
@@ -309,6 +379,7 @@ export class MemoryStore {
   async close(): Promise<void> {
     if (this.#state.closed) return;
     this.#state.closed = true;
+    await this.#state.journal?.close();
     await this.#state.transport.close();
   }
 }

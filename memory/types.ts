@@ -47,6 +47,11 @@ export interface ListOptions {
 export interface StoreReceipt {
   category: string;
   key: string;
-  /** When the database recorded the write. */
+  /** When the write was made. */
   updatedAt: Date;
+  /**
+   * `database`: committed. `journal`: the database was unreachable, so the write was fsynced to the
+   * local journal and will be replayed; it is durable either way.
+   */
+  savedTo: 'database' | 'journal';
 }

@@ -3,6 +3,8 @@ import { checkCategory, checkKey, checkLimit, checkValue } from './labels.js';
 import { KEY_VARIABLE, secretContext, type EncryptedSecret, type SecretCipher } from './settings/cipher.js';
 import { checkConfig, checkSecretNames, checkSecrets, checkTenant } from './settings/schema.js';
 import { toSettings, type SaveSettingsInput, type SettingsJson, type StoredSettings } from './settings/settings.js';
+import { clockTime, processClock } from './journal/clock.js';
+import type { Journal, JournalOp } from './journal/journal.js';
 import { jsonArg } from './transports/call.js';
 import type { SqlTransport } from './transports/transport.js';
 import type { ListOptions, Memory, StoreReceipt, UserRef } from './types.js';
@@ -13,6 +15,8 @@ export interface MemoryRow {
   value: string;
   created_at: Date | string;
   updated_at: Date | string;
+  /** Write clock (rows from memory_list carry it). */
+  clock?: string;
 }
 
 export function toMemory(row: MemoryRow): Memory {
@@ -35,7 +39,24 @@ export interface StoreState {
   readonly tenant: string;
   /** Who is writing, for the audit log: worker, cli, library. */
   readonly component: string;
+  /** Where writes wait while the database is unreachable; undefined: such writes fail instead. */
+  readonly journal: Journal | undefined;
   closed: boolean;
+}
+
+/** Failures after which a write goes to the journal: the database is not there, or did not answer. */
+export function isUnreachable(error: unknown): boolean {
+  return isMemoryError(error, 'BACKEND_UNAVAILABLE') || isMemoryError(error, 'TIMEOUT');
+}
+
+/** Merge pending journal writes (newest by clock) over what the database returned. */
+export function newestPending(ops: readonly JournalOp[], category: string, key: string): JournalOp | undefined {
+  let newest: JournalOp | undefined;
+  for (const op of ops) {
+    if (op.op === 'settings' || op.category !== category || op.key !== key) continue;
+    if (!newest || op.clock > newest.clock) newest = op;
+  }
+  return newest;
 }
 
 function requireCipher(state: StoreState, action: string): SecretCipher {
@@ -73,23 +94,49 @@ export class UserMemory {
     checkValue(value, this.#state.maxValueBytes);
   }
 
-  /** Store or replace a value. */
+  /**
+   * Store or replace a value. Acknowledged only when durable: committed in the database, or, when
+   * the database is unreachable, fsynced to the local journal (`savedTo: 'journal'`).
+   */
   async store(category: string, key: string, value: string): Promise<StoreReceipt> {
     this.checkStore(category, key, value);
-    const updatedAt = (await this.#transport().call(
-      'memory_store',
-      { p_user_id: this.user.id, p_category: category, p_key: key, p_value: value },
-      'value',
-    )) as Date | string;
-    return { category, key, updatedAt: new Date(updatedAt) };
+    const transport = this.#transport();
+    const clock = processClock.next();
+    try {
+      const result = (await transport.call(
+        'memory_store',
+        { p_user_id: this.user.id, p_category: category, p_key: key, p_value: value, p_clock: clock },
+        'value',
+      )) as { updated_at?: string | Date };
+      this.#state.journal?.kick();
+      return { category, key, updatedAt: new Date(result.updated_at ?? clockTime(clock)), savedTo: 'database' };
+    } catch (error) {
+      if (!this.#state.journal || !isUnreachable(error)) throw error;
+      await this.#state.journal.append({ op: 'store', userId: this.user.id, identity: this.user.identity, category, key, value, clock });
+      return { category, key, updatedAt: clockTime(clock), savedTo: 'journal' };
+    }
   }
 
-  /** The value, or null when nothing is stored under this category and key. */
+  /** The value, or null when nothing is stored under this category and key (pending journal writes included). */
   async retrieve(category: string, key: string): Promise<string | null> {
     checkCategory(category);
     checkKey(key);
-    const value = await this.#transport().call('memory_retrieve', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value');
-    return (value as string | null) ?? null;
+    const transport = this.#transport();
+    const pending = this.#state.journal ? newestPending(await this.#state.journal.pendingFor(this.user.id), category, key) : undefined;
+    if (!pending) {
+      const value = await transport.call('memory_retrieve', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value');
+      return (value as string | null) ?? null;
+    }
+    let db: { value: string | null; clock: string | null; deleted: string | null };
+    try {
+      db = (await transport.call('memory_get', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value')) as typeof db;
+    } catch (error) {
+      if (!isUnreachable(error)) throw error;
+      return pending.op === 'store' ? pending.value : null;
+    }
+    const dbClock = [db.clock ?? '', db.deleted ?? ''].sort().at(-1)!;
+    if (pending.clock > dbClock) return pending.op === 'store' ? pending.value : null;
+    return db.value ?? null;
   }
 
   /** Memories, most recently updated first, optionally of one category. */
@@ -101,15 +148,29 @@ export class UserMemory {
       { p_user_id: this.user.id, p_category: options.category ?? null, p_limit: limit },
       'rows',
     )) as MemoryRow[];
-    return rows.map(toMemory);
+    const pending = this.#state.journal ? await this.#state.journal.pendingFor(this.user.id) : [];
+    return mergePending(rows, pending, options.category).slice(0, limit).map(toMemory);
   }
 
-  /** Delete one memory; true if it existed. */
+  /**
+   * Delete one memory; true if it existed. While the database is unreachable the deletion is
+   * journaled (durable) and true is returned: it will be applied when the database is back.
+   */
   async forget(category: string, key: string): Promise<boolean> {
     checkCategory(category);
     checkKey(key);
-    const deleted = await this.#transport().call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value');
-    return deleted === true;
+    const transport = this.#transport();
+    const clock = processClock.next();
+    try {
+      const deleted = await transport.call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key, p_clock: clock }, 'value');
+      this.#state.journal?.kick();
+      const pending = this.#state.journal ? newestPending(await this.#state.journal.pendingFor(this.user.id), category, key) : undefined;
+      return deleted === true || pending?.op === 'store';
+    } catch (error) {
+      if (!this.#state.journal || !isUnreachable(error)) throw error;
+      await this.#state.journal.append({ op: 'forget', userId: this.user.id, identity: this.user.identity, category, key, clock });
+      return true;
+    }
   }
 
   /**
@@ -123,24 +184,51 @@ export class UserMemory {
     const secrets = checkSecrets(input.secrets ?? {});
     const remove = checkSecretNames(input.removeSecrets ?? []);
     const names = Object.keys(secrets);
+    const clock = processClock.next();
     const encrypted: Record<string, EncryptedSecret> = {};
     if (names.length > 0) {
       const cipher = requireCipher(this.#state, 'saving secrets');
-      for (const name of names) encrypted[name] = cipher.encrypt(secrets[name]!, secretContext(this.user.id, tenant, name));
+      for (const name of names) encrypted[name] = { ...cipher.encrypt(secrets[name]!, secretContext(this.user.id, tenant, name)), at: clock };
     }
-    const saved = (await this.#transport().call(
-      'memory_save_settings',
-      {
-        p_user_id: this.user.id,
-        p_tenant_id: tenant,
-        p_config: config === undefined ? null : jsonArg(config),
-        p_secrets: jsonArg(encrypted),
-        p_remove_secrets: jsonArg(remove),
-        p_component: this.#state.component,
-      },
-      'value',
-    )) as SettingsJson;
-    return toSettings(saved)!;
+    const transport = this.#transport();
+    try {
+      const saved = (await transport.call(
+        'memory_save_settings',
+        {
+          p_user_id: this.user.id,
+          p_tenant_id: tenant,
+          p_config: config === undefined ? null : jsonArg(config),
+          p_secrets: jsonArg(encrypted),
+          p_remove_secrets: jsonArg(remove),
+          p_component: this.#state.component,
+          p_clock: clock,
+        },
+        'value',
+      )) as SettingsJson;
+      this.#state.journal?.kick();
+      return { ...toSettings(saved)!, savedTo: 'database' };
+    } catch (error) {
+      if (!this.#state.journal || !isUnreachable(error)) throw error;
+      await this.#state.journal.append({
+        op: 'settings',
+        userId: this.user.id,
+        identity: this.user.identity,
+        tenant,
+        config: config === undefined ? null : (config as Record<string, unknown>),
+        secrets: encrypted,
+        removeSecrets: remove,
+        clock,
+      });
+      return {
+        tenant,
+        config: config ?? {},
+        secretNames: names.sort(),
+        encryptedSecrets: encrypted,
+        version: 0,
+        updatedAt: clockTime(clock),
+        savedTo: 'journal',
+      };
+    }
   }
 
   /** This user's settings for a tenant, secrets still encrypted; null when none were saved. */
@@ -186,4 +274,30 @@ export class UserMemory {
   async forgetAll(): Promise<number> {
     return Number(await this.#transport().call('memory_forget_all', { p_user_id: this.user.id }, 'value'));
   }
+}
+
+/** Database rows with this user's pending journal writes laid over them, newest first. */
+export function mergePending(rows: MemoryRow[], pending: readonly JournalOp[], category?: string): MemoryRow[] {
+  if (pending.length === 0) return rows;
+  const byKey = new Map<string, MemoryRow & { clock?: string }>();
+  for (const row of rows) byKey.set(`${row.category}\u0000${row.key}`, row);
+  const overlay: Array<MemoryRow & { clock: string }> = [];
+  const ops = [...pending].sort((a, b) => (a.clock < b.clock ? -1 : 1));
+  for (const op of ops) {
+    if (op.op === 'settings' || (category && op.category !== category)) continue;
+    const slot = `${op.category}\u0000${op.key}`;
+    const existing = byKey.get(slot) as (MemoryRow & { clock?: string }) | undefined;
+    if (existing?.clock && existing.clock >= op.clock) continue;
+    if (op.op === 'forget') {
+      byKey.delete(slot);
+      continue;
+    }
+    const at = clockTime(op.clock);
+    const row = { category: op.category, key: op.key, value: op.value, created_at: at, updated_at: at, clock: op.clock };
+    byKey.set(slot, row);
+    overlay.push(row);
+  }
+  const fresh = new Set(overlay.filter((r) => byKey.get(`${r.category}\u0000${r.key}`) === r));
+  const newestFirst = [...fresh].sort((a, b) => (a.clock < b.clock ? 1 : -1));
+  return [...newestFirst, ...rows.filter((r) => byKey.get(`${r.category}\u0000${r.key}`) === r)];
 }

@@ -25,11 +25,19 @@ function isAlive(pid: number): boolean {
  * taken over.
  */
 export async function tryLockDataDir(dataDir: string): Promise<DataDirLock | undefined> {
-  return process.platform === 'linux' ? tryAbstractSocketLock(dataDir) : tryPidFileLock(dataDir);
+  return process.platform === 'linux' ? tryAbstractSocketLock(fs.realpathSync(dataDir)) : tryPidFileLock(dataDir);
 }
 
-async function tryAbstractSocketLock(dataDir: string): Promise<DataDirLock | undefined> {
-  const digest = createHash('sha256').update(fs.realpathSync(dataDir)).digest('hex').slice(0, 32);
+/**
+ * The same kind of lock for any file (journal files: held by the process that appends to it, so a
+ * replayer knows whether the writer is still alive).
+ */
+export async function tryLockFile(file: string): Promise<DataDirLock | undefined> {
+  return process.platform === 'linux' ? tryAbstractSocketLock(path.resolve(file)) : tryPidFileLock(`${file}.owner`);
+}
+
+async function tryAbstractSocketLock(key: string): Promise<DataDirLock | undefined> {
+  const digest = createHash('sha256').update(key).digest('hex').slice(0, 32);
   const server = net.createServer((socket) => socket.destroy());
   const bound = await new Promise<boolean>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error)));
@@ -40,8 +48,8 @@ async function tryAbstractSocketLock(dataDir: string): Promise<DataDirLock | und
   return { release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
-async function tryPidFileLock(dataDir: string): Promise<DataDirLock | undefined> {
-  const file = path.join(dataDir, 'owner.lock');
+async function tryPidFileLock(target: string): Promise<DataDirLock | undefined> {
+  const file = fs.existsSync(target) && fs.statSync(target).isDirectory() ? path.join(target, 'owner.lock') : `${target}.lock`;
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);

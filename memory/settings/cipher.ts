@@ -9,6 +9,8 @@ export interface EncryptedSecret {
   iv: string;
   ct: string;
   tag: string;
+  /** Write clock of the save that set it: the later write of one secret wins (see the migrations). */
+  at?: string;
 }
 
 export const KEY_VARIABLE = 'MEMORY_ENCRYPTION_KEY';

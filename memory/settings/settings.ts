@@ -11,6 +11,8 @@ export interface StoredSettings {
   encryptedSecrets: Record<string, EncryptedSecret>;
   version: number;
   updatedAt: Date;
+  /** Where a save landed: the database, or the local journal while the database is unreachable. */
+  savedTo?: 'database' | 'journal';
 }
 
 export interface SaveSettingsInput {

@@ -244,6 +244,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       for (const statement of [
         'alter table public.memories drop constraint memories_user_id_fkey',
         'alter table public.memory_settings drop constraint memory_settings_user_id_fkey',
+        'alter table public.memory_tombstones drop constraint memory_tombstones_user_id_fkey',
         'alter table public.memory_users drop constraint memory_users_pkey',
         'alter table public.memory_users drop constraint memory_users_identity_key',
         'create index test_slow_idx on public.memory_users (public.test_slow_key(id))',
@@ -251,6 +252,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
         'alter table public.memory_users add constraint memory_users_identity_key unique (identity)',
         'alter table public.memories add constraint memories_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
         'alter table public.memory_settings add constraint memory_settings_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
+        'alter table public.memory_tombstones add constraint memory_tombstones_user_id_fkey foreign key (user_id) references public.memory_users (id) on delete cascade',
       ]) {
         await backend.sql(statement);
       }
