@@ -32,6 +32,8 @@ export interface OpenMemoryOptions {
   migrate?: boolean;
   /** Connection pool size for PostgreSQL and embedded clients. */
   maxConnections?: number;
+  /** Give up on one database call after this long (default 5 s; then TIMEOUT, and writes go to the journal). */
+  timeoutMs?: number;
   /** Environment to read defaults from (default process.env). */
   env?: NodeJS.ProcessEnv;
   /** Supabase project (default: SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY); wins over DATABASE_URL. */
@@ -57,9 +59,14 @@ async function openTransport(
   databaseUrl: string | undefined,
   dataDir: string,
 ): Promise<SqlTransport> {
-  if (supabase) return createSupabaseTransport(supabase);
+  if (supabase) return createSupabaseTransport({ ...supabase, timeoutMs: options.timeoutMs });
   if (databaseUrl) {
-    return createPostgresTransport({ connectionString: databaseUrl, maxConnections: options.maxConnections });
+    return createPostgresTransport({
+      connectionString: databaseUrl,
+      maxConnections: options.maxConnections,
+      queryTimeoutMs: options.timeoutMs,
+      connectTimeoutMs: options.timeoutMs,
+    });
   }
   return openEmbedded({
     dataDir: path.resolve(dataDir),

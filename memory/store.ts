@@ -99,6 +99,7 @@ export class MemoryStore {
       tenant: options.tenant ?? DEFAULT_TENANT,
       component: options.component ?? 'library',
       journal: options.journal,
+      recent: new Map(),
       closed: false,
     };
     transports.set(this, transport);

@@ -41,7 +41,21 @@ export interface StoreState {
   readonly component: string;
   /** Where writes wait while the database is unreachable; undefined: such writes fail instead. */
   readonly journal: Journal | undefined;
+  /**
+   * Clock of this process's latest acknowledged write per user, category and key (bounded). With
+   * the database unreachable, a pending journal entry is served only if no newer write of ours
+   * went to the database: otherwise the read fails rather than answering with an older value.
+   */
+  readonly recent: Map<string, string>;
   closed: boolean;
+}
+
+const RECENT_LIMIT = 10_000;
+
+function remember(state: StoreState, slot: string, clock: string): void {
+  state.recent.delete(slot);
+  state.recent.set(slot, clock);
+  if (state.recent.size > RECENT_LIMIT) state.recent.delete(state.recent.keys().next().value!);
 }
 
 /** Failures after which a write goes to the journal: the database is not there, or did not answer. */
@@ -109,12 +123,18 @@ export class UserMemory {
         'value',
       )) as { updated_at?: string | Date };
       this.#state.journal?.kick();
+      remember(this.#state, this.#slot(category, key), clock);
       return { category, key, updatedAt: new Date(result.updated_at ?? clockTime(clock)), savedTo: 'database' };
     } catch (error) {
       if (!this.#state.journal || !isUnreachable(error)) throw error;
       await this.#state.journal.append({ op: 'store', userId: this.user.id, identity: this.user.identity, category, key, value, clock });
+      remember(this.#state, this.#slot(category, key), clock);
       return { category, key, updatedAt: clockTime(clock), savedTo: 'journal' };
     }
+  }
+
+  #slot(category: string, key: string): string {
+    return `${this.user.id}\u0000${category}\u0000${key}`;
   }
 
   /** The value, or null when nothing is stored under this category and key (pending journal writes included). */
@@ -132,6 +152,8 @@ export class UserMemory {
       db = (await transport.call('memory_get', { p_user_id: this.user.id, p_category: category, p_key: key }, 'value')) as typeof db;
     } catch (error) {
       if (!isUnreachable(error)) throw error;
+      const known = this.#state.recent.get(this.#slot(category, key));
+      if (known && known > pending.clock) throw error; // a newer write of ours is in the database
       return pending.op === 'store' ? pending.value : null;
     }
     const dbClock = [db.clock ?? '', db.deleted ?? ''].sort().at(-1)!;
@@ -164,11 +186,13 @@ export class UserMemory {
     try {
       const deleted = await transport.call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key, p_clock: clock }, 'value');
       this.#state.journal?.kick();
+      remember(this.#state, this.#slot(category, key), clock);
       const pending = this.#state.journal ? newestPending(await this.#state.journal.pendingFor(this.user.id), category, key) : undefined;
       return deleted === true || pending?.op === 'store';
     } catch (error) {
       if (!this.#state.journal || !isUnreachable(error)) throw error;
       await this.#state.journal.append({ op: 'forget', userId: this.user.id, identity: this.user.identity, category, key, clock });
+      remember(this.#state, this.#slot(category, key), clock);
       return true;
     }
   }
