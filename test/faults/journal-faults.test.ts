@@ -186,15 +186,22 @@ describe('nothing acknowledged is lost', () => {
     const handles = await Promise.all(identities.map(async (id) => memory.forUser((await memory.startSession(id)).user)));
     const model = new Map<string, string | null>(); // "user|key" -> last acknowledged value (null: forgotten)
     const stats = { ops: 0, writes: 0, acked: 0, journaled: 0, reads: 0, unavailableReads: 0, crossUser: 0, faults: 0 };
+    // A slow spell lasts 15 steps: each of its calls waits out the 250 ms timeout, and the run
+    // must stay bounded in time.
+    let slowUntil = -1;
     try {
       for (let step = 0; step < 2000; step += 1) {
+        if (step === slowUntil) proxy.setDelay(0);
         const roll = random();
         if (roll < 0.03) {
           stats.faults += 1;
           const fault = pick(random, ['stop', 'start', 'slow', 'fast', 'drop'] as const);
           if (fault === 'stop') proxy.stopDatabase();
           if (fault === 'start') proxy.startDatabase();
-          if (fault === 'slow') proxy.setDelay(400);
+          if (fault === 'slow') {
+            proxy.setDelay(400);
+            slowUntil = step + 15;
+          }
           if (fault === 'fast') proxy.setDelay(0);
           if (fault === 'drop') proxy.dropAll();
           continue;
@@ -254,5 +261,5 @@ describe('nothing acknowledged is lost', () => {
       proxy.startDatabase();
       await memory.close();
     }
-  });
+  }, 300_000);
 });
