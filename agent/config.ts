@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_CATEGORIES, type IdentitySource } from '../plugins/index.js';
+import { DEFAULT_CATEGORIES, DEFAULT_MEMORY_BUDGET_MS, DEFAULT_TOOL_TIMEOUT_MS, type IdentitySource } from '../plugins/index.js';
 
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
@@ -26,6 +26,9 @@ const AgentEnvSchema = z.object({
   ),
   MEMORY_BLOCK_MAX_ENTRIES: optional(z.coerce.number().int().min(0).max(1000)),
   MEMORY_BLOCK_MAX_CHARS: optional(z.coerce.number().int().min(200).max(100_000)),
+  MEMORY_BUDGET_MS: optional(z.coerce.number().int().min(1).max(60_000)),
+  MEMORY_TOOL_TIMEOUT_MS: optional(z.coerce.number().int().min(1).max(600_000)),
+  AGENT_HEALTH_PORT: optional(z.coerce.number().int().min(0).max(65_535)),
 });
 
 export class AgentConfigError extends Error {
@@ -39,7 +42,18 @@ export interface WorkerConfig {
   /** Set when the session runs with voice; undefined for text-only. */
   speech: { sttModel: string; ttsModel: string; voice: string | undefined } | undefined;
   instructions: string;
-  memory: { identitySource: IdentitySource; categories: string[]; blockMaxEntries: number; blockMaxChars: number };
+  memory: {
+    identitySource: IdentitySource;
+    categories: string[];
+    blockMaxEntries: number;
+    blockMaxChars: number;
+    /** Session-start latency budget: how long provisioning may take before the session starts without memory. */
+    budgetMs: number;
+    /** How long a memory tool waits for the database before telling the model memory is slow. */
+    toolTimeoutMs: number;
+  };
+  /** The worker's health endpoint: port on 127.0.0.1 (0: any free port). */
+  health: { port: number };
 }
 
 export const DEFAULT_LIVEKIT_URL = 'ws://127.0.0.1:7880';
@@ -89,6 +103,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       categories: v.MEMORY_CATEGORIES ?? [...DEFAULT_CATEGORIES],
       blockMaxEntries: v.MEMORY_BLOCK_MAX_ENTRIES ?? 20,
       blockMaxChars: v.MEMORY_BLOCK_MAX_CHARS ?? 4000,
+      budgetMs: v.MEMORY_BUDGET_MS ?? DEFAULT_MEMORY_BUDGET_MS,
+      toolTimeoutMs: v.MEMORY_TOOL_TIMEOUT_MS ?? DEFAULT_TOOL_TIMEOUT_MS,
     },
+    health: { port: v.AGENT_HEALTH_PORT ?? 0 },
   };
 }

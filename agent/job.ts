@@ -5,7 +5,14 @@
 import { AutoSubscribe, defineAgent, log, voice, type JobContext, type JobProcess } from '@livekit/agents';
 import * as openai from '@livekit/agents-plugin-openai';
 import { TENANT_PATTERN, openMemory, type MemoryStore } from '../memory/index.js';
-import { memoryInstructions, startUserMemory, type UserMemorySession } from '../plugins/index.js';
+import {
+  memoryInstructions,
+  startUserMemory,
+  type UserMemoryFailed,
+  type UserMemoryLate,
+  type UserMemoryReady,
+  type UserMemorySession,
+} from '../plugins/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
 
 interface ProcessData {
@@ -16,11 +23,33 @@ interface ProcessData {
 const UNAVAILABLE_NOTICE =
   "Hi! Just so you know, my memory is unavailable right now, so I can't remember anything from before and won't remember this conversation.";
 
-function greetingInstructions(memory: UserMemorySession & { available: true }): string {
+/** The greeting while memory is late: generic, since it may still arrive (so no "unavailable"). */
+const GENERIC_GREETING =
+  'Greet the user warmly in one short sentence and ask how you can help. Do not say whether you have talked before.';
+
+function greetingInstructions(memory: UserMemoryReady): string {
   return memory.firstSession
     ? 'This is your first conversation with this user: greet them as someone new, introduce yourself in one sentence and ask how you can help.'
     : `This user is returning (conversation number ${memory.user.sessionCount}): welcome them back as someone you know. ` +
         'If you remember something relevant about them, you may mention it briefly.';
+}
+
+/** The system note added at the current point of the conversation when late memory lands. */
+function lateMemoryNote(memory: UserMemoryReady | UserMemoryFailed): string {
+  if (!memory.available) {
+    return (
+      'Update: long-term memory could not be loaded for this conversation. You cannot remember or recall anything ' +
+      'about the user and will not remember this conversation; if it matters for what they ask, say so briefly.'
+    );
+  }
+  const who = memory.firstSession
+    ? 'This is your first conversation with this user.'
+    : `This user is returning (conversation number ${memory.user.sessionCount}).`;
+  return (
+    `Update: your long-term memory of this user has just loaded, later than the start of the conversation. ${who} ` +
+    'What you remember is in the <user_memory> block of your instructions, and the memory tools (remember, recall, ' +
+    'forget, list_memories) are available from now on. Do not greet the user again.'
+  );
 }
 
 /** What this user's stored settings change for their session. */
@@ -37,8 +66,16 @@ function choicesFor(config: WorkerConfig, memory: UserMemorySession): SessionCho
     model: settings?.model ?? config.llm.model,
     voice: settings?.voice ?? config.speech?.voice,
     instructionsAddendum: settings?.instructions,
-    userId: memory.available ? memory.user.id : undefined,
+    // The pseudonymous UUIDv5. A late session knows it without the database; a failed one sends none.
+    userId: memory.available ? memory.user.id : memory.reason === 'budget' ? memory.userId : undefined,
   };
+}
+
+/** The agent's instructions for this state of memory: base, the user's addendum, memory guidance and block. */
+function instructionsFor(config: WorkerConfig, memory: UserMemorySession): string {
+  const addendum = choicesFor(config, memory).instructionsAddendum;
+  const extra = addendum ? `\n\nAdditional instructions for this user:\n${addendum}` : '';
+  return `${config.instructions}${extra}\n\n${memoryInstructions(memory)}`;
 }
 
 /**
@@ -72,6 +109,39 @@ function buildSession(config: WorkerConfig, choices: SessionChoices): voice.Agen
   });
 }
 
+type Logger = ReturnType<typeof log>;
+
+/** Ids and counts only: memory values never go to logs. */
+function logReady(logger: Logger, memory: UserMemoryReady, message: string, extra: Record<string, unknown> = {}): void {
+  logger.info(
+    {
+      userId: memory.user.id,
+      firstSession: memory.firstSession,
+      memories: memory.memories.length,
+      settings: memory.settings ? { tenant: memory.settings.tenant, version: memory.settings.version } : null,
+      ...extra,
+    },
+    message,
+  );
+}
+
+/**
+ * Memory that missed the session-start budget has landed: give the running agent the tools, put
+ * the block into its instructions (updateInstructions rewrites the instructions message of its
+ * chat context, so the next model request carries it), and add a system note at the current point
+ * of the conversation so the model knows memory arrived mid-conversation. A failure instead
+ * switches the instructions to "memory is unavailable" with a note, and nothing is said aloud: the
+ * user was already greeted, and the model mentions it when it matters.
+ */
+async function applyLateMemory(agent: voice.Agent, config: WorkerConfig, memory: UserMemoryReady | UserMemoryFailed): Promise<void> {
+  if (memory.available) await agent.updateTools(memory.tools);
+  await agent.updateInstructions(instructionsFor(config, memory));
+  // Copy and replace in one synchronous step, so nothing the running turn adds is lost in between.
+  const chatCtx = agent.chatCtx.copy();
+  chatCtx.addMessage({ role: 'system', content: lateMemoryNote(memory) });
+  await agent.updateChatCtx(chatCtx);
+}
+
 export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void> {
   const logger = log().child({ job: ctx.job.id, room: ctx.room.name });
   const config = loadWorkerConfig();
@@ -79,6 +149,7 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
   const participant = await ctx.waitForParticipant();
 
   const store = await processMemory(ctx.proc);
+  const startedAt = performance.now();
   const memory: UserMemorySession = store
     ? await startUserMemory({
         memory: store,
@@ -86,34 +157,41 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
         identitySource: config.memory.identitySource,
         memoryLimit: config.memory.blockMaxEntries,
         block: { maxEntries: config.memory.blockMaxEntries, maxChars: config.memory.blockMaxChars },
-        tools: { categories: config.memory.categories },
+        tools: { categories: config.memory.categories, timeoutMs: config.memory.toolTimeoutMs },
         tenant: tenantFromMetadata(ctx.job.metadata),
+        budgetMs: config.memory.budgetMs,
       })
-    : { available: false, identity: undefined, error: ctx.proc.userData.memoryError ?? new Error('memory not opened'), memoryBlock: '', tools: {} };
+    : {
+        available: false,
+        reason: 'error',
+        identity: undefined,
+        error: ctx.proc.userData.memoryError ?? new Error('memory not opened'),
+        memoryBlock: '',
+        tools: {},
+      };
 
   if (memory.available) {
-    // Ids and counts only: memory values never go to logs.
-    logger.info(
-      {
-        userId: memory.user.id,
-        firstSession: memory.firstSession,
-        memories: memory.memories.length,
-        settings: memory.settings ? { tenant: memory.settings.tenant, version: memory.settings.version } : null,
-      },
-      'memory ready for participant',
+    logReady(logger, memory, 'memory ready for participant');
+  } else if (memory.reason === 'budget') {
+    logger.warn(
+      { userId: memory.userId, budgetMs: memory.budgetMs, code: memory.error.code },
+      'memory is late (the database did not answer within the session-start budget): starting without it; it is added when it arrives',
     );
   } else {
     logger.error({ participant: participant.identity, error: memory.error.message }, 'memory unavailable: continuing without it');
   }
 
   const choices = choicesFor(config, memory);
-  const addendum = choices.instructionsAddendum ? `\n\nAdditional instructions for this user:\n${choices.instructionsAddendum}` : '';
   const agent = new voice.Agent({
-    instructions: `${config.instructions}${addendum}\n\n${memoryInstructions(memory)}`,
+    instructions: instructionsFor(config, memory),
     tools: memory.available ? memory.tools : undefined,
   });
   const session = buildSession(config, choices);
-  session.on(voice.AgentSessionEventTypes.Close, () => ctx.shutdown('session closed'));
+  let closed = false;
+  session.on(voice.AgentSessionEventTypes.Close, () => {
+    closed = true;
+    ctx.shutdown('session closed');
+  });
   await session.start({
     agent,
     room: ctx.room,
@@ -123,7 +201,26 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
   });
 
   if (memory.available) session.generateReply({ instructions: greetingInstructions(memory) });
-  else session.say(UNAVAILABLE_NOTICE);
+  else if (memory.reason === 'budget') {
+    session.generateReply({ instructions: GENERIC_GREETING });
+    void whenLate(memory);
+  } else session.say(UNAVAILABLE_NOTICE);
+
+  async function whenLate(pending: UserMemoryLate): Promise<void> {
+    const result = await pending.late;
+    const afterMs = Math.round(performance.now() - startedAt);
+    if (closed) {
+      logger.info({ userId: pending.userId, afterMs, available: result.available }, 'late memory arrived after the session closed');
+      return;
+    }
+    if (result.available) logReady(logger, result, 'late memory arrived: adding it to the running session', { afterMs });
+    else logger.error({ userId: pending.userId, afterMs, error: result.error.message }, 'late memory failed: continuing without it');
+    try {
+      await applyLateMemory(agent, config, result);
+    } catch (error) {
+      logger.error({ userId: pending.userId, error: (error as Error).message }, 'could not add late memory to the session');
+    }
+  }
 }
 
 /**

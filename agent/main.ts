@@ -5,6 +5,8 @@
  * Run: node dist/agent/main.js (production), or `npm start` from a checkout (starts a local
  * livekit-server too when none answers).
  */
+import http from 'node:http';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AgentServer, ServerOptions, initializeLogger } from '@livekit/agents';
 import { openMemory, type MemoryStore } from '../memory/index.js';
@@ -14,7 +16,21 @@ export interface RunningWorker {
   config: WorkerConfig;
   memory: MemoryStore;
   server: AgentServer;
+  /** The port of GET /health on 127.0.0.1. */
+  healthPort: number;
+  /** http://127.0.0.1:<healthPort>/health */
+  healthUrl: string;
   close(): Promise<void>;
+}
+
+type MemoryHealth = Awaited<ReturnType<MemoryStore['health']>>;
+
+/** What GET /health answers (always HTTP 200 while the process is up: read `status`). */
+export interface WorkerHealth {
+  /** 'degraded' when memory is down (sessions run without it) or the worker is not registered with LiveKit. */
+  status: 'ok' | 'degraded';
+  livekit: { registered: boolean };
+  memory: MemoryHealth;
 }
 
 export interface RunWorkerOptions {
@@ -22,8 +38,79 @@ export interface RunWorkerOptions {
   /** Called with progress lines (default: nothing). */
   onProgress?: (line: string) => void;
   logLevel?: string;
-  /** Health and worker-info HTTP port (default 0: any free port). */
+  /** Port of the health endpoint on 127.0.0.1 (default AGENT_HEALTH_PORT, else 0: any free port). */
   healthPort?: number;
+}
+
+/** A port that was free a moment ago on loopback (for the AgentServer's own HTTP server, which we probe). */
+async function freeLoopbackPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Whether the AgentServer is connected to LiveKit and registered right now: its own HTTP server
+ * answers 200 "OK" on / only then (and 503 "not connected to livekit" while it reconnects).
+ */
+async function livekitRegistered(agentHttpPort: number, registeredOnce: boolean): Promise<boolean> {
+  if (!registeredOnce) return false;
+  try {
+    const response = await fetch(`http://127.0.0.1:${agentHttpPort}/`, { signal: AbortSignal.timeout(1000) });
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** memory.health(), bounded: a database that takes longer than `timeoutMs` is reported down. */
+async function memoryHealth(memory: MemoryStore, timeoutMs: number): Promise<MemoryHealth> {
+  let timer: NodeJS.Timeout | undefined;
+  const clock = new Promise<MemoryHealth>((resolve) => {
+    timer = setTimeout(
+      () => resolve({ state: 'down', backend: memory.backend, latencyMs: timeoutMs, error: `TIMEOUT: no answer within ${timeoutMs} ms` }),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([memory.health(), clock]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function startHealthServer(port: number, check: () => Promise<WorkerHealth>): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path !== '/health') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /health\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    check().then(
+      (health) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : `${JSON.stringify(health)}\n`);
+      },
+      (error: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`health check failed: ${(error as Error).message}\n`);
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', resolve));
+  return server;
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
 }
 
 /** The job entry file next to this one, as .ts from a checkout (tsx) or .js from dist/. */
@@ -42,6 +129,25 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
   const memory = await openMemory({ env: options.env, embeddedRole: 'owner', serve: true });
   progress(`memory: ${memory.backend.location}`);
 
+  let registeredOnce = false;
+  const agentHttpPort = await freeLoopbackPort();
+  let healthServer: http.Server;
+  try {
+    healthServer = await startHealthServer(options.healthPort ?? config.health.port, async () => {
+      const [registered, memoryState] = await Promise.all([
+        livekitRegistered(agentHttpPort, registeredOnce),
+        memoryHealth(memory, config.memory.toolTimeoutMs),
+      ]);
+      return { status: registered && memoryState.state === 'up' ? 'ok' : 'degraded', livekit: { registered }, memory: memoryState };
+    });
+  } catch (error) {
+    await memory.close();
+    throw error;
+  }
+  const healthPort = (healthServer.address() as net.AddressInfo).port;
+  const healthUrl = `http://127.0.0.1:${healthPort}/health`;
+  progress(`health: ${healthUrl}`);
+
   const server = new AgentServer(
     new ServerOptions({
       agent: jobEntryPath(),
@@ -56,12 +162,18 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
       // available" and no agent. A text or voice session is mostly waiting on the network anyway.
       loadFunc: async (worker) => worker.activeJobs.length / config.livekit.maxJobs,
       loadThreshold: 1,
+      // The AgentServer's own HTTP server (/ and /worker); /health probes it for the connection state.
       host: '127.0.0.1',
-      port: options.healthPort ?? 0,
+      port: agentHttpPort,
       logLevel: options.logLevel ?? 'info',
     }),
   );
-  const registered = new Promise<void>((resolve) => server.event.once('worker_registered', () => resolve()));
+  const registered = new Promise<void>((resolve) =>
+    server.event.once('worker_registered', () => {
+      registeredOnce = true;
+      resolve();
+    }),
+  );
   progress(`connecting to LiveKit at ${config.livekit.url} as agent "${config.livekit.agentName}"...`);
   const running = server.run();
   const failed = running.then(
@@ -71,6 +183,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
   try {
     await Promise.race([registered, failed]);
   } catch (error) {
+    await closeServer(healthServer);
     await memory.close();
     throw error;
   }
@@ -81,8 +194,11 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
     config,
     memory,
     server,
+    healthPort,
+    healthUrl,
     close: () =>
       (closing ??= (async () => {
+        await closeServer(healthServer);
         await server.close();
         await memory.close();
       })()),
@@ -95,7 +211,8 @@ async function main(): Promise<void> {
 
 Runs the LiveKit worker with per-user memory. Configuration comes from the environment (see
 .env.example): LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, LIVEKIT_AGENT_NAME,
-OPENAI_API_KEY / OPENAI_BASE_URL / LLM_MODEL, DATABASE_URL or MEMORY_DATA_DIR.
+OPENAI_API_KEY / OPENAI_BASE_URL / LLM_MODEL, DATABASE_URL or MEMORY_DATA_DIR, MEMORY_BUDGET_MS,
+MEMORY_TOOL_TIMEOUT_MS, AGENT_HEALTH_PORT (GET http://127.0.0.1:PORT/health; the port is printed).
 From a checkout, \`npm start\` also starts a local livekit-server when none answers.
 `);
     return;

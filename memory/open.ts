@@ -96,8 +96,14 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
       if (transport.kind === 'supabase') await requireSchemaVersion(transport);
       else await store.migrate();
     } catch (error) {
-      await store.close();
-      throw error;
+      // With the database unreachable and a journal to keep writes in, open anyway: writes wait in
+      // the journal, and the replay migrates first once the database is back.
+      if (journal && transport.kind !== 'supabase' && (isMemoryError(error, 'BACKEND_UNAVAILABLE') || isMemoryError(error, 'TIMEOUT'))) {
+        store.migrateBeforeReplay();
+      } else {
+        await store.close();
+        throw error;
+      }
     }
   }
   if (journal && options.backgroundSync !== false) store.startBackgroundSync();

@@ -327,8 +327,23 @@ export class MemoryStore {
     return this.#state.journal ? this.#state.journal.pendingFor(this.userIdFor(identity)) : [];
   }
 
+  #pendingMigration = false;
+
+  /** The database was unreachable at open: apply the migrations before the first replay. */
+  migrateBeforeReplay(): void {
+    this.#pendingMigration = true;
+  }
+
   /** Send one journal entry; idempotent, and an older write never replaces a newer one (write clocks). */
   async #apply(op: JournalOp): Promise<ApplyOutcome> {
+    if (this.#pendingMigration) {
+      try {
+        await this.migrate();
+        this.#pendingMigration = false;
+      } catch (error) {
+        throw new Unreachable(`migrations not applied yet: ${(error as Error).message}`);
+      }
+    }
     const once = async (): Promise<ApplyOutcome> => {
       const t = this.#state.transport;
       if (op.op === 'store') {
@@ -367,7 +382,11 @@ export class MemoryStore {
         return await once();
       }
     } catch (error) {
-      if (isUnreachable(error)) throw new Unreachable((error as Error).message);
+      // Not there, or not ready for us yet (no schema, or a PostgREST cache behind): keep the
+      // entry and try again later. Anything else is this entry's own problem.
+      if (isUnreachable(error) || isMemoryError(error, 'SCHEMA_NOT_MIGRATED') || isMemoryError(error, 'SCHEMA_CACHE_STALE')) {
+        throw new Unreachable((error as Error).message);
+      }
       throw error;
     }
   }

@@ -10,7 +10,14 @@ export interface MemoryToolsOptions {
   categories?: readonly string[];
   /** How many memories list_memories returns at most (default 50). */
   listLimit?: number;
+  /**
+   * How long a tool waits for the database, in milliseconds (default 3000). After that the model gets
+   * a sentence saying memory is slow; the call itself is not cancelled and may still complete.
+   */
+  timeoutMs?: number;
 }
+
+export const DEFAULT_TOOL_TIMEOUT_MS = 3000;
 
 /** The names the model sees. */
 export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories'] as const;
@@ -19,12 +26,47 @@ export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories
  * A failure becomes a sentence for the model, never an exception: an exception would end the
  * turn with "An internal error occurred" and leave the caller waiting for an answer.
  */
-function explain(action: string, error: unknown): string {
+function explain(action: string, kind: 'read' | 'write', error: unknown): string {
+  const tell = kind === 'write' ? 'Tell the user it was not done' : 'Tell the user you cannot check right now';
   if (error instanceof MemoryError) {
     if (error.isInputError) return `Could not ${action}: ${error.message}. Fix the arguments and try again.`;
-    return `Could not ${action}: memory is unavailable right now (${error.code}). Tell the user it was not saved and carry on.`;
+    if (error.code === 'TIMEOUT') return `Could not ${action}: memory is slow right now (TIMEOUT). ${tell} and carry on.`;
+    return `Could not ${action}: memory is unavailable right now (${error.code}). ${tell} and carry on.`;
   }
-  return `Could not ${action}: memory is unavailable right now. Tell the user and carry on.`;
+  return `Could not ${action}: memory is unavailable right now. ${tell} and carry on.`;
+}
+
+/** What the model is told when the database has not answered within the tool's timeout. */
+function slow(action: string, kind: 'read' | 'write', timeoutMs: number): string {
+  const waited = `no answer within ${Math.round(timeoutMs / 100) / 10} s`;
+  return kind === 'write'
+    ? `Could not confirm that the request to ${action} went through: memory is slow right now (${waited}). ` +
+        'It was not cancelled and may still complete, so do not repeat it; tell the user you could not confirm it yet and carry on.'
+    : `Could not ${action}: memory is slow right now (${waited}). Tell the user you cannot check right now and carry on.`;
+}
+
+/**
+ * Run a tool's work against the clock. The work's own failures become sentences (explain); when
+ * the clock wins, the model gets the "slow" sentence and the work keeps running: a write is never
+ * cancelled halfway, and its eventual outcome is simply not reported to this turn.
+ */
+async function answer(
+  action: string,
+  kind: 'read' | 'write',
+  timeoutMs: number,
+  work: () => Promise<string>,
+): Promise<string> {
+  const result = work().catch((error: unknown) => explain(action, kind, error));
+  if (timeoutMs === Infinity) return result;
+  let timer: NodeJS.Timeout | undefined;
+  const clock = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(slow(action, kind, timeoutMs)), timeoutMs);
+  });
+  try {
+    return await Promise.race([result, clock]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function label(category: string, key: string): string {
@@ -41,6 +83,10 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
   const category = z.enum(categories as [string, ...string[]]).describe('What kind of memory this is.');
   const key = z.string().describe('A short, stable snake_case name for the memory, e.g. favorite_color.');
   const listLimit = options.listLimit ?? 50;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
+  if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
+    throw new RangeError(`timeoutMs must be a number of milliseconds > 0 (or Infinity), not ${String(timeoutMs)}`);
+  }
 
   return {
     remember: llm.tool({
@@ -48,52 +94,44 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
         'Save something about the user to remember in future conversations (a fact, preference, personal detail or task). ' +
         'Saving under an existing category and key replaces the old value.',
       parameters: z.object({ category, key, value: z.string().describe('What to remember, in plain words.') }),
-      execute: async ({ category: c, key: k, value }) => {
-        try {
-          await handle.store(c, k, value);
-          return `Saved ${label(c, k)} = ${quoteMemoryText(value)}.`;
-        } catch (error) {
-          return explain(`save ${label(c, k)}`, error);
-        }
-      },
+      execute: ({ category: c, key: k, value }) =>
+        answer(`save ${label(c, k)}`, 'write', timeoutMs, async () => {
+          const receipt = await handle.store(c, k, value);
+          // 'journal': the database was unreachable and the memory layer kept the write durably on
+          // disk; it reaches the database when it is back. Saved either way.
+          return receipt.savedTo === 'journal'
+            ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).`
+            : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.`;
+        }),
     }),
     recall: llm.tool({
       description: 'Look up one thing remembered about the user, by category and key.',
       parameters: z.object({ category, key }),
-      execute: async ({ category: c, key: k }) => {
-        try {
+      execute: ({ category: c, key: k }) =>
+        answer(`look up ${label(c, k)}`, 'read', timeoutMs, async () => {
           const value = await handle.retrieve(c, k);
           return value === null
             ? `Nothing is stored under ${label(c, k)} for this user.`
             : `${label(c, k)} = ${quoteMemoryText(value)}`;
-        } catch (error) {
-          return explain(`look up ${label(c, k)}`, error);
-        }
-      },
+        }),
     }),
     forget: llm.tool({
       description: 'Delete one thing remembered about the user, when they ask you to forget it.',
       parameters: z.object({ category, key }),
-      execute: async ({ category: c, key: k }) => {
-        try {
-          return (await handle.forget(c, k)) ? `Forgot ${label(c, k)}.` : `Nothing was stored under ${label(c, k)}.`;
-        } catch (error) {
-          return explain(`forget ${label(c, k)}`, error);
-        }
-      },
+      execute: ({ category: c, key: k }) =>
+        answer(`forget ${label(c, k)}`, 'write', timeoutMs, async () =>
+          (await handle.forget(c, k)) ? `Forgot ${label(c, k)}.` : `Nothing was stored under ${label(c, k)}.`,
+        ),
     }),
     list_memories: llm.tool({
       description: 'List what is remembered about the user, newest first, optionally of one category.',
       parameters: z.object({ category: category.optional().describe('Only this category; omit for all.') }),
-      execute: async ({ category: c }) => {
-        try {
+      execute: ({ category: c }) =>
+        answer('list memories', 'read', timeoutMs, async () => {
           const memories = await handle.list({ category: c, limit: listLimit });
           if (memories.length === 0) return c ? `Nothing is stored in ${c} for this user.` : 'Nothing is stored for this user yet.';
           return memories.map((m) => `${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`).join('\n');
-        } catch (error) {
-          return explain('list memories', error);
-        }
-      },
+        }),
     }),
   };
 }

@@ -1,12 +1,21 @@
 import { Command } from 'commander';
 import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../memory/index.js';
+import { clockTime } from '../../memory/journal/clock.js';
+import type { JournalOp } from '../../memory/journal/journal.js';
 import { ensureAuthUser } from '../../memory/supabase-auth.js';
 import { precheck, withMemory, type CliIo, type Outcome } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { memoryJson, memoryLine } from './format.js';
 import { settingsLines, settingsView } from './settings-commands.js';
 
-function inspectText(profile: Profile, memories: Memory[], location: string): string {
+function describePending(op: JournalOp): string {
+  if (op.op === 'settings') {
+    return `settings (tenant ${op.tenant})${op.config ? ' config' : ''}${Object.keys(op.secrets).length ? ` secrets ${Object.keys(op.secrets).join(', ')} (encrypted)` : ''} at ${clockTime(op.clock).toISOString()}`;
+  }
+  return `${op.op} ${op.category}/${JSON.stringify(op.key)}${op.op === 'store' ? ` = ${JSON.stringify(op.value)}` : ''} at ${clockTime(op.clock).toISOString()}`;
+}
+
+function inspectText(profile: Profile, memories: Memory[], location: string, pending: JournalOp[], journalDir: string | undefined): string {
   const lines = [`identity:  ${profile.identity}`, `user id:   ${profile.userId}`];
   if (!profile.user) {
     lines.push('profile:   not provisioned (no row in memory_users; the first session will create it)');
@@ -26,7 +35,11 @@ function inspectText(profile: Profile, memories: Memory[], location: string): st
     `  database ${location}: memory_users ${profile.user ? 1 : 0} row, memories ${profile.memoryCount} rows, ` +
       `memory_settings ${profile.settings.length} rows, memory_audit_log ${profile.audit.length}${profile.audit.length === 20 ? '+' : ''} entries`,
   );
-  lines.push('  outside the database: nothing (no local copies are kept)');
+  if (pending.length === 0) lines.push(`  local journal${journalDir ? ` ${journalDir}` : ''}: nothing waiting`);
+  else {
+    lines.push(`  local journal ${journalDir}: ${pending.length} write(s) waiting for the database (run \`lk-memory sync\`)`);
+    for (const op of pending) lines.push(`    ${describePending(op)}`);
+  }
   if (profile.audit.length > 0) {
     lines.push('recent audit:');
     for (const a of profile.audit.slice(0, 10)) lines.push(`  ${a.at.toISOString()} ${a.action} by ${a.component}${a.tenant ? ` (tenant ${a.tenant})` : ''}`);
@@ -45,8 +58,9 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
       await withMemory(command, io, async (memory) => {
         const profile = await memory.profile(identity);
         const memories = await memory.forIdentity(identity).list({ limit: 1000 });
+        const pending = await memory.pendingFor(identity);
         if (!options.json) {
-          io.stdout(inspectText(profile, memories, memory.backend.location));
+          io.stdout(inspectText(profile, memories, memory.backend.location, pending, memory.journal?.dir));
           return;
         }
         io.stdout(
@@ -60,7 +74,10 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
               audit: profile.audit,
               locations: {
                 database: { backend: memory.backend.location, memoryUsers: profile.user ? 1 : 0, memories: profile.memoryCount, settings: profile.settings.length },
-                pendingOutsideDatabase: [],
+                journal: memory.journal?.dir ?? null,
+                pendingOutsideDatabase: pending.map((op) =>
+                  op.op === 'settings' ? { ...op, secrets: Object.keys(op.secrets), at: clockTime(op.clock).toISOString() } : { ...op, at: clockTime(op.clock).toISOString() },
+                ),
               },
             },
             null,
@@ -99,6 +116,28 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
             : `unlinked ${identity}${previous ? ` from auth user ${previous}` : ' (it was not linked)'}\n`,
         );
       });
+    });
+
+  program
+    .command('sync')
+    .description('replay the local journal now: writes made while the database was unreachable, by this or by stopped processes')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }, command: Command) => {
+      await withMemory(command, io, async (memory) => {
+        const before = memory.journal ? (await memory.journal.pending()).length : 0;
+        const report = await memory.sync();
+        if (options.json) {
+          io.stdout(`${JSON.stringify({ pendingBefore: before, ...report, journal: memory.journal?.dir ?? null }, null, 2)}\n`);
+        } else {
+          io.stdout(
+            `journal ${memory.journal?.dir ?? '(none)'}: ${before} pending; moved to the database ${report.applied}, ` +
+              `already superseded by newer writes ${report.older}, still waiting ${report.remaining}` +
+              `${report.skippedFiles ? `, ${report.skippedFiles} file(s) of running processes left to them` : ''}\n`,
+          );
+          for (const p of report.problems) io.stderr(`set aside (${p.kind}): ${p.file}:${p.line}: ${p.reason}\n`);
+        }
+        if (report.remaining > 0 || report.problems.length > 0) outcome.code = EXIT.FAILED;
+      }, { backgroundSync: false });
     });
 
   program

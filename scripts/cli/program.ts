@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { DNS_NAMESPACE, identityToUserId } from '../../memory/index.js';
+import { DNS_NAMESPACE, identityToUserId, isMemoryError } from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
 import { Outcome, parseLimit, precheck, withMemory, type CliIo, type GlobalOptions } from './context.js';
 import { registerDoctor } from './doctor.js';
@@ -43,9 +43,18 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
       precheck(command, io, { identity, category, key, value });
       await withMemory(command, io, async (memory) => {
         const handle = memory.forIdentity(identity);
-        await memory.provision(identity);
-        await handle.store(category, key, value);
-        io.stdout(`stored ${category}/${key} for ${identity} (${handle.user.id})\n`);
+        try {
+          await memory.provision(identity);
+        } catch (error) {
+          // Unreachable: the write goes to the journal, whose replay provisions the user first.
+          if (!isMemoryError(error, 'BACKEND_UNAVAILABLE') && !isMemoryError(error, 'TIMEOUT')) throw error;
+        }
+        const receipt = await handle.store(category, key, value);
+        io.stdout(
+          receipt.savedTo === 'journal'
+            ? `saved ${category}/${key} for ${identity} (${handle.user.id}) locally: the database is unreachable; it will be synced (lk-memory sync)\n`
+            : `stored ${category}/${key} for ${identity} (${handle.user.id})\n`,
+        );
       });
     });
 

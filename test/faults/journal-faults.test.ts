@@ -263,3 +263,44 @@ describe('nothing acknowledged is lost', () => {
     }
   }, 300_000);
 });
+
+describe('lk-memory sync and inspect show the journal', () => {
+  it('a store while the database is down is saved locally, shown by inspect, and moved by sync', async () => {
+    const { runCli } = await import('../../scripts/cli/program.js');
+    const db = await createTestDatabase('clisync');
+    const url = new URL(db.url);
+    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
+    url.port = String(proxy.port);
+    const dir = tempDataDir('clisync');
+    const env = { DATABASE_URL: url.toString(), MEMORY_DATA_DIR: dir };
+    const cli = async (args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const code = await runCli(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env });
+      return { code, stdout, stderr };
+    };
+    try {
+      expect((await cli(['migrate'])).code).toBe(0);
+      proxy.stopDatabase();
+      const stored = await cli(['store', 'frank@example.com', 'FACT', 'city', 'Braga']);
+      expect(stored.code).toBe(0);
+      expect(stored.stdout).toContain('locally');
+      proxy.startDatabase();
+      const before = JSON.parse((await cli(['inspect', 'frank@example.com', '--json'])).stdout);
+      expect(before.locations.pendingOutsideDatabase).toMatchObject([{ op: 'store', category: 'FACT', key: 'city', value: 'Braga' }]);
+      expect(before.memories).toMatchObject([{ key: 'city', value: 'Braga' }]); // reads merge the journal
+      expect((await cli(['inspect', 'frank@example.com'])).stdout).toContain('1 write(s) waiting for the database');
+      const sync = await cli(['sync']);
+      expect(sync.code).toBe(0);
+      expect(sync.stdout).toContain('moved to the database 1');
+      const after = JSON.parse((await cli(['inspect', 'frank@example.com', '--json'])).stdout);
+      expect(after.locations.pendingOutsideDatabase).toEqual([]);
+      expect(after.profile.identity).toBe('frank@example.com');
+      expect((await cli(['retrieve', 'frank@example.com', 'FACT', 'city'])).stdout).toBe('Braga\n');
+    } finally {
+      await proxy.stop();
+      await db.drop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

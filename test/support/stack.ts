@@ -25,6 +25,8 @@ export interface Stack {
   workerLog: string[];
   dataDir: string;
   agentName: string;
+  /** The worker's health endpoint, from its "health: <url>" progress line. */
+  healthUrl?: string;
   /** Join a fresh room (which dispatches the agent, with this dispatch metadata) as this identity. */
   join(identity: string, room?: string, metadata?: string): Promise<ChatParticipant>;
   /** A client of the worker's embedded database, for checking what was stored. */
@@ -58,6 +60,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     OPENAI_API_KEY: '',
     LLM_MODEL: 'scripted',
     AGENT_MODE: 'text',
+    // Generous by default so that a loaded CI machine cannot turn a returning user into a late one;
+    // the budget tests set their own.
+    MEMORY_BUDGET_MS: '10000',
     MEMORY_DATA_DIR: dataDir,
     ...options.env,
   });
@@ -68,10 +73,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const workerLog: string[] = [];
+  let healthUrl: string | undefined;
   readline.createInterface({ input: worker.stderr! }).on('line', (line) => workerLog.push(line));
   const ready = new Promise<void>((resolve, reject) => {
     readline.createInterface({ input: worker.stdout! }).on('line', (line) => {
       workerLog.push(line);
+      healthUrl ??= /\bhealth: (http:\/\/\S+)/.exec(line)?.[1];
       if (line.includes('worker registered')) resolve();
     });
     worker.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it registered:\n${workerLog.slice(-30).join('\n')}`)));
@@ -97,6 +104,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     workerLog,
     dataDir,
     agentName,
+    healthUrl,
     async join(identity, room = `room-${randomBytes(4).toString('hex')}`, metadata) {
       const participant = await ChatParticipant.join(livekit.url, {
         apiKey: livekit.apiKey,
