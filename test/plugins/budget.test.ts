@@ -1,11 +1,12 @@
 import fs from 'node:fs';
-import { initializeLogger, llm } from '@livekit/agents';
+import { initializeLogger } from '@livekit/agents';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId, openMemory, type MemoryStore } from '../../memory/index.js';
-import { createMemoryTools, startUserMemory, type MemoryTools } from '../../plugins/index.js';
+import { createMemoryTools, startUserMemory } from '../../plugins/index.js';
 import { tempDataDir } from '../support/backends.js';
 import { PgWireProxy } from '../support/pg-wire-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
+import { callTool } from '../support/call-tool.js';
 
 /**
  * The session-start budget and the tool timeouts against a real PostgreSQL behind a wire proxy
@@ -16,15 +17,7 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 const ALICE = 'alice-budget@example.com';
 const BOB = 'bob-budget@example.com';
 
-async function call(tools: MemoryTools, name: string, args: Record<string, unknown>): Promise<string> {
-  const ctx = new llm.ToolContext(tools);
-  const tool = ctx.getFunctionTool(name)!;
-  const parsed = (tool.parameters as { parse: (v: unknown) => unknown }).parse(args);
-  const result = await tool.execute(parsed as never, { ctx: {} as never, toolCallId: 'call_1', abortSignal: new AbortController().signal });
-  expect(typeof result).toBe('string');
-  expect((result as string).length).toBeGreaterThan(0);
-  return result as string;
-}
+const call = callTool;
 
 async function eventually<T>(probe: () => Promise<T>, ok: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

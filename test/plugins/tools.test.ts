@@ -4,18 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMemory, type MemoryStore } from '../../memory/index.js';
 import { createMemoryTools, MEMORY_TOOL_NAMES, startUserMemory } from '../../plugins/index.js';
 import { tempDataDir } from '../support/backends.js';
+import { callTool } from '../support/call-tool.js';
 
-// The tools run through the framework's own ToolContext, so the schemas the model sees and the
-// argument validation are LiveKit Agents' real ones.
-async function call(tools: ReturnType<typeof createMemoryTools>, name: string, args: Record<string, unknown>): Promise<string> {
-  const ctx = new llm.ToolContext(tools);
-  const tool = ctx.getFunctionTool(name)!;
-  const parsed = (tool.parameters as { parse: (v: unknown) => unknown }).parse(args);
-  const result = await tool.execute(parsed as never, { ctx: {} as never, toolCallId: 'call_1', abortSignal: new AbortController().signal });
-  expect(typeof result).toBe('string');
-  expect((result as string).length).toBeGreaterThan(0);
-  return result as string;
-}
+const call = callTool;
 
 describe('memory tools', () => {
   let dataDir: string;
