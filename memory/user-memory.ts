@@ -255,10 +255,34 @@ export class UserMemory {
     }
   }
 
-  /** This user's settings for a tenant, secrets still encrypted; null when none were saved. */
+  /**
+   * This user's settings for a tenant, secrets still encrypted; null when none were saved. Saves
+   * still waiting in the journal are laid over what the database holds.
+   */
   async getSettings(tenant?: string): Promise<StoredSettings | null> {
     const t = checkTenant(tenant ?? this.#state.tenant);
-    return toSettings((await this.#transport().call('memory_get_settings', { p_user_id: this.user.id, p_tenant_id: t }, 'value')) as SettingsJson | null);
+    const stored = toSettings((await this.#transport().call('memory_get_settings', { p_user_id: this.user.id, p_tenant_id: t }, 'value')) as SettingsJson | null);
+    const pending = this.#state.journal
+      ? (await this.#state.journal.pendingFor(this.user.id))
+          .filter((op): op is Extract<JournalOp, { op: 'settings' }> => op.op === 'settings' && op.tenant === t)
+          .sort((a, b) => (a.clock < b.clock ? -1 : 1))
+      : [];
+    if (pending.length === 0) return stored;
+    let merged: StoredSettings = stored ?? { tenant: t, config: {}, secretNames: [], encryptedSecrets: {}, version: 0, updatedAt: clockTime(pending[0]!.clock) };
+    for (const op of pending) {
+      const secrets = { ...merged.encryptedSecrets };
+      for (const name of op.removeSecrets) if ((secrets[name]?.at ?? '') < op.clock) delete secrets[name];
+      for (const [name, secret] of Object.entries(op.secrets)) if ((secrets[name]?.at ?? '') <= (secret.at ?? op.clock)) secrets[name] = secret;
+      merged = {
+        ...merged,
+        config: op.config ? (op.config as StoredSettings['config']) : merged.config,
+        encryptedSecrets: secrets,
+        secretNames: Object.keys(secrets).sort(),
+        updatedAt: clockTime(op.clock),
+        savedTo: 'journal',
+      };
+    }
+    return merged;
   }
 
   /**

@@ -304,3 +304,40 @@ describe('lk-memory sync and inspect show the journal', () => {
     }
   });
 });
+
+describe('settings saved while the database is down', () => {
+  it('are journaled encrypted, read back merged, and reach the database on replay', async () => {
+    const { SecretCipher } = await import('../../memory/index.js');
+    const { randomBytes } = await import('node:crypto');
+    const db = await createTestDatabase('setjournal');
+    const url = new URL(db.url);
+    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
+    url.port = String(proxy.port);
+    const dir = tempDataDir('setjournal');
+    const cipher = new SecretCipher(randomBytes(32));
+    const memory = await openMemory({ env: {}, databaseUrl: url.toString(), dataDir: dir, cipher, backgroundSync: false, timeoutMs: 400 });
+    try {
+      const alice = memory.forUser((await memory.startSession('alice-settings@example.com')).user);
+      await alice.saveSettings({ config: { voice: 'alloy' }, secrets: { OLD: 'old-secret' } });
+      proxy.stopDatabase();
+      const saved = await alice.saveSettings({ config: { voice: 'verse' }, secrets: { API_KEY: 'offline-plaintext' }, removeSecrets: ['OLD'] });
+      expect(saved.savedTo).toBe('journal');
+      const journalText = fs.readdirSync(path.join(dir, 'journal')).map((f) => fs.readFileSync(path.join(dir, 'journal', f), 'utf8')).join('');
+      expect(journalText).toContain('"op":"settings"');
+      expect(journalText).not.toContain('offline-plaintext'); // encrypted in the journal too
+      proxy.startDatabase();
+      const merged = (await alice.getSettings())!;
+      expect(merged).toMatchObject({ config: { voice: 'verse' }, secretNames: ['API_KEY'], savedTo: 'journal' });
+      expect(await alice.revealSecrets(merged)).toEqual({ API_KEY: 'offline-plaintext' });
+      expect((await memory.sync()).applied).toBe(1);
+      const stored = (await alice.getSettings())!;
+      expect(stored.savedTo).toBeUndefined();
+      expect(stored).toMatchObject({ config: { voice: 'verse' }, secretNames: ['API_KEY'] });
+    } finally {
+      await memory.close();
+      await proxy.stop();
+      await db.drop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
