@@ -112,6 +112,14 @@ export class Journal {
   #lock: DataDirLock | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /**
+   * The folder's journal files, listed at most once a second: reads check for pending writes on
+   * every call, and an empty journal (the normal case) must cost them nothing. This process's own
+   * appends and replays update it at once, so its own pending writes are always visible; another
+   * process's are visible within a second.
+   */
+  #listing: { at: number; files: string[] } | undefined;
+  static readonly LISTING_TTL_MS = 1000;
 
   /** `target` names the database (its location, without secrets); entries only ever go back to it. */
   constructor(dir: string, target: string) {
@@ -132,7 +140,15 @@ export class Journal {
       }
       await this.#handle.appendFile(encode(op), 'utf8');
       await this.#handle.sync();
+      if (this.#listing && !this.#listing.files.includes(this.file)) this.#listing.files = [...this.#listing.files, this.file].sort();
     });
+  }
+
+  async #cachedFiles(): Promise<string[]> {
+    if (!this.#listing || Date.now() - this.#listing.at > Journal.LISTING_TTL_MS) {
+      this.#listing = { at: Date.now(), files: await this.#files() };
+    }
+    return this.#listing.files;
   }
 
   async #files(): Promise<string[]> {
@@ -150,7 +166,7 @@ export class Journal {
   /** Every intact pending entry in every journal file of the folder, oldest file first. */
   async pending(): Promise<PendingEntry[]> {
     const out: PendingEntry[] = [];
-    for (const file of await this.#files()) {
+    for (const file of await this.#cachedFiles()) {
       const text = await fsp.readFile(file, 'utf8').catch(() => '');
       out.push(...parse(file, text).entries);
     }
@@ -169,7 +185,9 @@ export class Journal {
    */
   async replay(apply: (op: JournalOp) => Promise<ApplyOutcome>): Promise<ReplayReport> {
     const report: ReplayReport = { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
-    for (const file of await this.#files()) {
+    const files = await this.#files();
+    this.#listing = undefined;
+    for (const file of files) {
       if (file === this.file) {
         await this.#gate.run(() => this.#replayFile(file, apply, report, true));
         continue;
@@ -241,6 +259,7 @@ export class Journal {
       await fsp.rename(temp, file);
     }
     await syncDir(this.dir);
+    this.#listing = undefined;
   }
 
   /**
@@ -257,7 +276,7 @@ export class Journal {
       if (this.#closed || running) return;
       running = true;
       try {
-        const files = await this.#files();
+        const files = await this.#cachedFiles();
         if (files.length > 0) {
           const report = await this.replay(apply);
           delay = report.remaining > 0 ? Math.min(delay * 2, maxMs) : minMs;
@@ -281,7 +300,9 @@ export class Journal {
 
   #kick: (() => void) | undefined;
 
+  /** Replay soon, if anything is pending (cheap when nothing is: no file system access). */
   kick(): void {
+    if (this.#listing && this.#listing.files.length === 0 && Date.now() - this.#listing.at <= Journal.LISTING_TTL_MS) return;
     this.#kick?.();
   }
 

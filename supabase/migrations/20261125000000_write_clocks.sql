@@ -31,32 +31,28 @@ alter table public.memory_tombstones enable row level security;
 alter table public.memory_settings add column if not exists config_clock text;
 
 drop function if exists public.memory_store(uuid, text, text, text);
+-- One statement on the hot path: the insert is skipped when a newer deletion's tombstone exists,
+-- and the update when the stored value is newer. (A superseded older tombstone is left in place:
+-- it can only ever block writes older than itself.)
 create or replace function public.memory_store(p_user_id uuid, p_category text, p_key text, p_value text, p_clock text default null)
 returns jsonb
 language plpgsql
 as $$
 declare
   c text := coalesce(p_clock, public.memory_server_clock());
-  dead text;
   written public.memories;
 begin
-  select t.clock into dead from public.memory_tombstones t
-   where t.user_id = p_user_id and t.category = p_category and t.key = p_key;
-  if dead is not null and dead >= c then
-    return jsonb_build_object('applied', false, 'clock', c, 'newer', dead);
-  end if;
   insert into public.memories as m (user_id, category, key, value, clock)
-  values (p_user_id, p_category, p_key, p_value, c)
+  select p_user_id, p_category, p_key, p_value, c
+   where not exists (select 1 from public.memory_tombstones t
+                      where t.user_id = p_user_id and t.category = p_category and t.key = p_key and t.clock >= c)
   on conflict (user_id, category, key) do update
     set value = excluded.value, updated_at = now(), write_seq = nextval('public.memories_write_seq'), clock = excluded.clock
     where m.clock < excluded.clock
   returning * into written;
   if written.user_id is null then
-    return jsonb_build_object('applied', false, 'clock', c,
-      'newer', (select m.clock from public.memories m where m.user_id = p_user_id and m.category = p_category and m.key = p_key));
+    return jsonb_build_object('applied', false, 'clock', c);
   end if;
-  delete from public.memory_tombstones t
-   where t.user_id = p_user_id and t.category = p_category and t.key = p_key and t.clock < c;
   return jsonb_build_object('applied', true, 'clock', c, 'updated_at', written.updated_at);
 end;
 $$;
