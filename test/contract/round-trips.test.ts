@@ -46,10 +46,8 @@ describe('one round trip per operation, counted on the wire', () => {
   });
 
   it('PostgreSQL', async () => {
-    const url = new URL(db.url);
-    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.port = String(proxy.port);
-    const memory = await openMemory({ env: {}, databaseUrl: url.toString(), maxConnections: 1 });
+    const { proxy, url } = await PgWireProxy.inFrontOf(db.url);
+    const memory = await openMemory({ env: {}, databaseUrl: url, maxConnections: 1 });
     try {
       await expectOneRoundTripPerOperation(memory, proxy);
     } finally {

@@ -60,12 +60,10 @@ describe('Database slower than the budget: the session starts on time without me
     } finally {
       await direct.close();
     }
-    const url = new URL(db.url);
-    proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.hostname = '127.0.0.1';
-    url.port = String(proxy.port);
+    const front = await PgWireProxy.inFrontOf(db.url);
+    proxy = front.proxy;
     // No delay while the worker's main process opens (and migrates) the database.
-    stack = await startStack({ env: { DATABASE_URL: url.toString(), MEMORY_BUDGET_MS: '300' } });
+    stack = await startStack({ env: { DATABASE_URL: front.url, MEMORY_BUDGET_MS: '300' } });
     stack.model.setResponder(script);
   }, 300_000);
 

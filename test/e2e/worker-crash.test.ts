@@ -39,10 +39,7 @@ describe('the worker killed between acknowledgement and replay', () => {
   beforeAll(async () => {
     db = await createTestDatabase('crash');
     await (await openMemory({ env: {}, databaseUrl: db.url, journal: false })).close();
-    const url = new URL(db.url);
-    proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.port = String(proxy.port);
-    proxyUrl = url.toString();
+    ({ proxy, url: proxyUrl } = await PgWireProxy.inFrontOf(db.url));
     dataDir = tempDataDir('crash');
     stack = await startStack({ env: { DATABASE_URL: proxyUrl }, dataDir });
     stack.model.setResponder(script);

@@ -23,10 +23,7 @@ describe('nothing acknowledged is lost', () => {
   beforeAll(async () => {
     db = await createTestDatabase('faults');
     await (await openMemory({ env: {}, databaseUrl: db.url, journal: false })).close(); // migrate
-    const url = new URL(db.url);
-    proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.port = String(proxy.port);
-    proxyUrl = url.toString();
+    ({ proxy, url: proxyUrl } = await PgWireProxy.inFrontOf(db.url));
   });
   afterAll(async () => {
     await proxy?.stop();
@@ -268,11 +265,9 @@ describe('lk-memory sync and inspect show the journal', () => {
   it('a store while the database is down is saved locally, shown by inspect, and moved by sync', async () => {
     const { runCli } = await import('../../scripts/cli/program.js');
     const db = await createTestDatabase('clisync');
-    const url = new URL(db.url);
-    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.port = String(proxy.port);
+    const { proxy, url } = await PgWireProxy.inFrontOf(db.url);
     const dir = tempDataDir('clisync');
-    const env = { DATABASE_URL: url.toString(), MEMORY_DATA_DIR: dir };
+    const env = { DATABASE_URL: url, MEMORY_DATA_DIR: dir };
     const cli = async (args: string[]) => {
       let stdout = '';
       let stderr = '';
@@ -310,12 +305,10 @@ describe('settings saved while the database is down', () => {
     const { SecretCipher } = await import('../../memory/index.js');
     const { randomBytes } = await import('node:crypto');
     const db = await createTestDatabase('setjournal');
-    const url = new URL(db.url);
-    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.port = String(proxy.port);
+    const { proxy, url } = await PgWireProxy.inFrontOf(db.url);
     const dir = tempDataDir('setjournal');
     const cipher = new SecretCipher(randomBytes(32));
-    const memory = await openMemory({ env: {}, databaseUrl: url.toString(), dataDir: dir, cipher, backgroundSync: false, timeoutMs: 400 });
+    const memory = await openMemory({ env: {}, databaseUrl: url, dataDir: dir, cipher, backgroundSync: false, timeoutMs: 400 });
     try {
       const alice = memory.forUser((await memory.startSession('alice-settings@example.com')).user);
       await alice.saveSettings({ config: { voice: 'alloy' }, secrets: { OLD: 'old-secret' } });

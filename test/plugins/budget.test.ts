@@ -41,11 +41,9 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     initializeLogger({ pretty: false, level: 'warn' });
     db = await createTestDatabase('budget');
     direct = await openMemory({ env: {}, databaseUrl: db.url, journal: false }); // migrates, and bypasses the proxy
-    const url = new URL(db.url);
-    proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
-    url.hostname = '127.0.0.1';
-    url.port = String(proxy.port);
-    memory = await openMemory({ env: {}, databaseUrl: url.toString(), migrate: false, dataDir });
+    const front = await PgWireProxy.inFrontOf(db.url);
+    proxy = front.proxy;
+    memory = await openMemory({ env: {}, databaseUrl: front.url, migrate: false, dataDir });
 
     await direct.provision(ALICE);
     await direct.forIdentity(ALICE).store('PREFERENCE', 'favorite_color', 'blue');

@@ -23,6 +23,15 @@ export class PgWireProxy {
     this.#server = net.createServer((client) => this.#accept(client));
   }
 
+  /** A started proxy in front of the database at `databaseUrl`, and the URL that reaches it through the proxy. */
+  static async inFrontOf(databaseUrl: string): Promise<{ proxy: PgWireProxy; url: string }> {
+    const url = new URL(databaseUrl);
+    const proxy = await new PgWireProxy({ host: url.hostname, port: Number(url.port || 5432) }).start();
+    url.hostname = '127.0.0.1';
+    url.port = String(proxy.port);
+    return { proxy, url: url.toString() };
+  }
+
   async start(): Promise<this> {
     await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
     this.port = (this.#server.address() as net.AddressInfo).port;
