@@ -1,6 +1,6 @@
 import { isMemoryError } from './errors.js';
 import { loadMigrations, migrationStatus } from './migrations/index.js';
-import type { SqlTransport } from './transports/transport.js';
+import { requireSql, type RpcTransport } from './transports/transport.js';
 
 export const MEMORY_TABLES = ['memory_users', 'memories', 'memory_settings', 'memory_audit_log'] as const;
 
@@ -54,7 +54,7 @@ function fromJson(json: DiagnosticsJson, schemaCache: Diagnostics['schemaCache']
 }
 
 /** Read what the doctor checks, through one function call when the schema is there. */
-export async function readDiagnostics(transport: SqlTransport): Promise<Diagnostics> {
+export async function readDiagnostics(transport: RpcTransport): Promise<Diagnostics> {
   const supabase = transport.kind === 'supabase';
   try {
     const json = (await transport.call('memory_diagnostics', {}, 'value')) as DiagnosticsJson;
@@ -64,8 +64,9 @@ export async function readDiagnostics(transport: SqlTransport): Promise<Diagnost
       return { ...fromJson({ schema_version: null, rls: null, auth_foreign_keys: [], secrets_by_key_id: {} }, 'stale') };
     }
     if (supabase || !isMemoryError(error, 'SCHEMA_NOT_MIGRATED')) throw error;
-    const rows = await transport.query<DiagnosticsJson>(RAW_DIAGNOSTICS, [[...MEMORY_TABLES]]);
-    const { current } = await migrationStatus(transport);
+    const sql = requireSql(transport, 'diagnosing an unmigrated database');
+    const rows = await sql.query<DiagnosticsJson>(RAW_DIAGNOSTICS, [[...MEMORY_TABLES]]);
+    const { current } = await migrationStatus(sql);
     return fromJson({ ...rows[0]!, schema_version: current ?? null }, 'not-applicable');
   }
 }

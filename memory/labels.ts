@@ -1,9 +1,10 @@
 import { MemoryError } from './errors.js';
+import { DEFAULTS } from './defaults.js';
 
 /** Categories are upper-case identifiers: FACT, PREFERENCE, TASK_2, ... */
 export const CATEGORY_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
 export const MAX_KEY_CHARS = 256;
-export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024;
+export const DEFAULT_MAX_VALUE_BYTES = DEFAULTS.maxValueBytes;
 
 // C0 controls, DEL and C1 controls: invisible in logs and prompts, and a way to smuggle
 // line breaks into a memory block, so keys may not hold them.

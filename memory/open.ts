@@ -10,8 +10,9 @@ import { SecretCipher } from './settings/cipher.js';
 import { checkTenant } from './settings/schema.js';
 import { createSupabaseTransport } from './transports/supabase.js';
 import { MemoryStore } from './store.js';
+import { rpc } from './rpc.js';
 import { createPostgresTransport } from './transports/postgres.js';
-import type { SqlTransport } from './transports/transport.js';
+import type { RpcTransport } from './transports/transport.js';
 
 export interface OpenMemoryOptions {
   /** PostgreSQL connection string. Default: DATABASE_URL. When neither is set, the embedded database is used. */
@@ -58,7 +59,7 @@ async function openTransport(
   supabase: OpenMemoryOptions['supabase'],
   databaseUrl: string | undefined,
   dataDir: string,
-): Promise<SqlTransport> {
+): Promise<RpcTransport> {
   if (supabase) return createSupabaseTransport({ ...supabase, timeoutMs: options.timeoutMs });
   if (databaseUrl) {
     return createPostgresTransport({
@@ -114,11 +115,11 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
  * Supabase's schema is migrated by the Supabase CLI (or `lk-memory migrate` over DATABASE_URL),
  * not through the API: check that it is at least what this version of the code needs.
  */
-async function requireSchemaVersion(transport: SqlTransport): Promise<void> {
+async function requireSchemaVersion(transport: RpcTransport): Promise<void> {
   const needed = loadMigrations().at(-1)!.version;
   let current: string | null;
   try {
-    current = (await transport.call('memory_schema_version', {}, 'value')) as string | null;
+    current = await rpc(transport, 'memory_schema_version', {});
   } catch (error) {
     if (isMemoryError(error, 'SCHEMA_CACHE_STALE') || isMemoryError(error, 'SCHEMA_NOT_MIGRATED')) {
       throw new MemoryError(
@@ -138,6 +139,6 @@ async function requireSchemaVersion(transport: SqlTransport): Promise<void> {
 }
 
 /** What the journal is for: the database, named without credentials. */
-function journalTarget(transport: SqlTransport): string {
+function journalTarget(transport: RpcTransport): string {
   return transport.location.replace(/ \(via the socket of pid \d+\)$/, '').replace(/^embedded /, 'embedded:');
 }

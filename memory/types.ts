@@ -24,6 +24,8 @@ export interface SessionStart {
   user: User;
   /** The user's settings for the session's tenant (secrets still encrypted), or null. */
   settings: import('./settings/settings.js').StoredSettings | null;
+  /** Set when stored settings failed validation (changed outside this library): they were left out. */
+  settingsError?: string;
   /** True for exactly one startSession per user: the one that created it. */
   firstSession: boolean;
   /** The user's most recently updated memories, newest first, up to memoryLimit. */
@@ -54,4 +56,10 @@ export interface StoreReceipt {
    * local journal and will be replayed; it is durable either way.
    */
   savedTo: 'database' | 'journal';
+  /**
+   * True when this value is what is stored now (or will be, once the journal is replayed). False
+   * when a newer write of the same key won in the database at the same moment: the value was not
+   * stored, and the caller should say so rather than claim it was saved.
+   */
+  applied: boolean;
 }

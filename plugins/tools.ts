@@ -97,6 +97,11 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
       execute: ({ category: c, key: k, value }) =>
         answer(`save ${label(c, k)}`, 'write', timeoutMs, async () => {
           const receipt = await handle.store(c, k, value);
+          // Not applied: another session wrote this key at the same moment and its value won. The
+          // model must not tell the caller it was saved.
+          if (!receipt.applied) {
+            return `Not saved: ${label(c, k)} was changed by another session at the same moment, and its newer value was kept. Tell the user, and ask whether to save ${quoteMemoryText(value)} again.`;
+          }
           // 'journal': the database was unreachable and the memory layer kept the write durably on
           // disk; it reaches the database when it is back. Saved either way.
           return receipt.savedTo === 'journal'

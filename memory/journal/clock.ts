@@ -16,6 +16,21 @@ export class WriteClock {
     this.writer = writer;
   }
 
+  /**
+   * A hybrid logical clock: after seeing a clock (from the database), the next one is later, even
+   * if this host's wall clock is behind. A journaled write made after an acknowledged online write
+   * must not lose to it on replay because another host assigned that write a later time.
+   */
+  observe(clock: string): void {
+    const ms = Number(clock.slice(0, 15));
+    const seq = Number(clock.slice(16, 26));
+    if (!Number.isSafeInteger(ms) || !Number.isSafeInteger(seq)) return;
+    if (ms > this.#lastMs || (ms === this.#lastMs && seq > this.#seq)) {
+      this.#lastMs = ms;
+      this.#seq = seq;
+    }
+  }
+
   next(now: number = Date.now()): string {
     if (now > this.#lastMs) {
       this.#lastMs = now;

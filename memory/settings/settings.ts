@@ -1,5 +1,6 @@
 import { MemoryError } from '../errors.js';
-import type { AgentConfig } from './schema.js';
+import { AgentConfigSchema, type AgentConfig } from './schema.js';
+import type { SettingsRow } from '../rpc.js';
 import { isEncryptedSecret, type EncryptedSecret } from './cipher.js';
 
 /** A user's settings for one tenant, as stored: secrets stay encrypted until revealed. */
@@ -26,30 +27,35 @@ export interface SaveSettingsInput {
   removeSecrets?: string[];
 }
 
-export interface SettingsJson {
-  tenant_id: string;
-  config: AgentConfig;
-  secrets: Record<string, unknown>;
-  version: number | string;
-  updated_at: string | Date;
-}
-
-export function toSettings(json: SettingsJson | null | undefined): StoredSettings | null {
-  if (!json) return null;
+/**
+ * Settings as the database returned them, checked again: a row can be changed by other means (an
+ * end user's own update under RLS, an operator's SQL), and the worker puts the configuration into
+ * its prompt, so what comes back is validated like what goes in.
+ */
+export function toSettings(row: SettingsRow | null | undefined): StoredSettings | null {
+  if (!row) return null;
   const encryptedSecrets: Record<string, EncryptedSecret> = {};
-  for (const [name, value] of Object.entries(json.secrets ?? {})) {
+  for (const [name, value] of Object.entries(row.secrets)) {
     if (!isEncryptedSecret(value)) {
-      throw new MemoryError('DECRYPTION_FAILED', `secret ${name} of tenant ${json.tenant_id} is not in the encrypted format; it was written by something else`);
+      throw new MemoryError('DECRYPTION_FAILED', `secret ${name} of tenant ${row.tenant_id} is not in the encrypted format; it was written by something else`);
     }
     encryptedSecrets[name] = value;
   }
+  const config = AgentConfigSchema.safeParse(row.config);
+  if (!config.success) {
+    const issue = config.error.issues[0]!;
+    throw new MemoryError(
+      'INVALID_SETTINGS',
+      `the stored configuration of tenant ${row.tenant_id} is invalid (config.${issue.path.join('.')}: ${issue.message}); it was changed outside this library: save it again with \`lk-memory settings set\``,
+    );
+  }
   return {
-    tenant: json.tenant_id,
-    config: json.config ?? {},
+    tenant: row.tenant_id,
+    config: config.data,
     secretNames: Object.keys(encryptedSecrets).sort(),
     encryptedSecrets,
-    version: Number(json.version),
-    updatedAt: new Date(json.updated_at),
+    version: row.version,
+    updatedAt: new Date(row.updated_at),
   };
 }
 

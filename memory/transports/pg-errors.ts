@@ -47,6 +47,8 @@ export function sqlstateCode(sqlstate: string): MemoryErrorCode {
       return 'SCHEMA_NOT_MIGRATED';
     case 'LKM01':
       return 'IDENTITY_CONFLICT';
+    case 'LKM02':
+      return 'ENCRYPTION_KEY_MISMATCH';
     default:
       return 'DATABASE_ERROR';
   }
@@ -59,6 +61,8 @@ export const HINTS: Partial<Record<MemoryErrorCode, string>> = {
   SCHEMA_NOT_MIGRATED: 'run `lk-memory migrate` against this database',
   PERMISSION_DENIED: 'the database role lacks a privilege on the memory tables or functions; connect as their owner',
   USER_NOT_PROVISIONED: 'start a session for this identity first (startSession provisions the user)',
+  ENCRYPTION_KEY_MISMATCH:
+    'the settings row holds secrets under a key that MEMORY_ENCRYPTION_KEY (and MEMORY_ENCRYPTION_PREVIOUS_KEYS) cannot read: set the key they were made with, or add it to MEMORY_ENCRYPTION_PREVIOUS_KEYS and run `lk-memory rotate-key`',
   IDENTITY_CONFLICT:
     'the identity is already stored under another user id: was MEMORY_UUID_NAMESPACE changed for this database?',
 };

@@ -1,9 +1,10 @@
 import { createClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
+import { DEFAULTS } from '../defaults.js';
 import { MemoryError, type MemoryErrorCode } from '../errors.js';
 import { JsonArg, type CallArgs, type CallShape } from './call.js';
 import { HINTS, sqlstateCode } from './pg-errors.js';
-import type { SqlTransport } from './transport.js';
+import type { RpcTransport } from './transport.js';
 
 export interface SupabaseTransportOptions {
   url: string;
@@ -64,7 +65,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * function our migrations created, so no call depends on PostgREST's cache of table columns; a
  * stale cache of functions gets one reload (through an RPC that runs the NOTIFY) and one retry.
  */
-export function createSupabaseTransport(options: SupabaseTransportOptions): SqlTransport {
+export function createSupabaseTransport(options: SupabaseTransportOptions): RpcTransport {
   const client = createClient(options.url, options.serviceRoleKey, {
     // A server: no session to keep or refresh, no URL to read a session from.
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
@@ -73,7 +74,7 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): SqlT
     // WebSocket), throws unless given one. We never subscribe; `ws` only satisfies the constructor.
     realtime: { transport: WebSocket as never },
   });
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULTS.supabaseTimeoutMs;
   let calls = 0;
   let closed = false;
 
@@ -86,13 +87,6 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): SqlT
       return { data: null, error: { message: String(error), details: (error as Error).name }, status: 0 };
     }
   }
-
-  const unsupported = () => {
-    throw new MemoryError(
-      'DATABASE_ERROR',
-      'the Supabase transport only calls the schema functions; for migrations and raw SQL use DATABASE_URL with the project connection string',
-    );
-  };
 
   return {
     kind: 'supabase',
@@ -113,9 +107,6 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): SqlT
       if (shape === 'rows') return (result.data as unknown[] | null) ?? [];
       return result.data ?? null;
     },
-    query: async () => unsupported(),
-    exec: async () => unsupported(),
-    transaction: async () => unsupported(),
     async close() {
       closed = true;
     },

@@ -64,3 +64,48 @@ export function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
+
+/**
+ * A long-running TypeScript process that answers one JSON line on stdout for each JSON line sent
+ * on stdin (request/response, in order). Waits for its first line (readiness) before returning.
+ */
+export async function startInteractive(script: string, args: string[], env: NodeJS.ProcessEnv) {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], {
+    cwd: ROOT,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const lines = readline.createInterface({ input: child.stdout! });
+  const waiting: Array<(line: string) => void> = [];
+  const early: string[] = [];
+  lines.on('line', (line) => {
+    const next = waiting.shift();
+    if (next) next(line);
+    else early.push(line);
+  });
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const ready = early.shift();
+      if (ready !== undefined) return resolve(ready);
+      waiting.push(resolve);
+      child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${stderr}`)));
+    });
+  const first = JSON.parse(await nextLine()) as unknown;
+  return {
+    child,
+    first,
+    stderr: () => stderr,
+    /** Send one command and wait for its answer. */
+    async send<T = unknown>(command: unknown): Promise<T> {
+      child.stdin!.write(`${JSON.stringify(command)}\n`);
+      return JSON.parse(await nextLine()) as T;
+    },
+    async stop(): Promise<void> {
+      child.stdin!.end();
+      child.kill('SIGTERM');
+      await exited(child);
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * Every default of the memory layer in one place, so a reader sees at once what an unconfigured
+ * store does. Environment variables and options override these (see config.ts and open.ts).
+ */
+export const DEFAULTS = {
+  /** Embedded data folder when MEMORY_DATA_DIR is unset. */
+  dataDir: '.data',
+  /** Settings tenant when MEMORY_TENANT is unset and a call names none. */
+  tenant: 'default',
+  /** Largest memory value in UTF-8 bytes (MEMORY_MAX_VALUE_BYTES). */
+  maxValueBytes: 16 * 1024,
+  /** Hard ceiling for maxValueBytes: a memory is a note, not a document. */
+  maxValueBytesCeiling: 1024 * 1024,
+  /** Memories returned by startSession. */
+  sessionMemoryLimit: 20,
+  sessionMemoryLimitMax: 1000,
+  /** Memories returned by list(). */
+  listLimit: 100,
+  listLimitMax: 10_000,
+  /** One database call gives up after this long (then TIMEOUT; writes go to the journal). */
+  timeoutMs: 5_000,
+  /** Supabase RPCs: PostgREST adds a hop, so a little more room. */
+  supabaseTimeoutMs: 10_000,
+  /** Background replay backoff while journal entries are pending. */
+  replayMinMs: 500,
+  replayMaxMs: 30_000,
+  /** Secret rotation reads and rewrites this many settings rows per round trip. */
+  rotationBatch: 100,
+  /** Who writes, for the audit log. */
+  component: 'library',
+} as const;
+
+export const DEFAULT_MEMORY_LIMIT = DEFAULTS.sessionMemoryLimit;
+export const MAX_MEMORY_LIMIT = DEFAULTS.sessionMemoryLimitMax;
+export const MAX_LIST_LIMIT = DEFAULTS.listLimitMax;
