@@ -2,14 +2,33 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { MemoryError } from '../errors.js';
-import { tryLockFile, userName, type DataDirLock } from '../embedded/lock.js';
+import { userName, type DataDirLock } from '../embedded/lock.js';
+import { trySocketLock } from '../embedded/socket-lock.js';
 
 /** The file-system side of the journal: its folder, its files, their checks, locks and atomic rewrites. */
 
 export const SUFFIX = '.jsonl';
 export const REJECTED_SUFFIX = '.rejected';
 
-export { tryLockFile, type DataDirLock };
+export type { DataDirLock };
+
+/**
+ * Lock sockets of journal files live in a sibling folder (`<journal>.locks`, private as well), so
+ * the journal folder itself holds only regular files: the journal files, their `.rejected`
+ * companions and the key.
+ */
+export function locksDirOf(dir: string): string {
+  return path.join(path.dirname(dir), `${path.basename(dir)}.locks`);
+}
+
+/**
+ * The lock of a journal file, held by its writer while alive: a replayer that gets it knows the
+ * writer is gone. A socket file in the private locks folder (see embedded/socket-lock.ts), so no
+ * other OS user can take or block it.
+ */
+export function lockJournalFile(dir: string, file: string): Promise<DataDirLock | undefined> {
+  return trySocketLock(path.join(locksDirOf(dir), `${path.basename(file)}.lock`));
+}
 
 const uid = (): number | undefined => process.getuid?.();
 
@@ -86,11 +105,11 @@ export async function listJournalFiles(dir: string, prefix: string): Promise<str
   }
 }
 
-/** Lock sockets left by writers that died after their journal file was emptied and removed. */
+/** Journal files whose lock socket outlived them: writers killed after their file was emptied and removed. */
 export async function listOrphanLocks(dir: string, prefix: string): Promise<string[]> {
-  const names = await fsp.readdir(dir).catch(() => [] as string[]);
-  const files = new Set(names);
-  return names
+  const locks = await fsp.readdir(locksDirOf(dir)).catch(() => [] as string[]);
+  const files = new Set(await fsp.readdir(dir).catch(() => [] as string[]));
+  return locks
     .filter((f) => f.startsWith(`${prefix}-`) && f.endsWith(`${SUFFIX}.lock`) && !files.has(f.slice(0, -'.lock'.length)))
     .map((f) => path.join(dir, f.slice(0, -'.lock'.length)));
 }

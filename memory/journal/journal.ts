@@ -6,7 +6,7 @@ import { Gate } from '../embedded/gate.js';
 import { DNS_NAMESPACE, parseNamespace } from '../identity.js';
 import { DEFAULT_MAX_VALUE_BYTES } from '../labels.js';
 import { encodeLine, type CodecContext } from './codec.js';
-import { SUFFIX, ensurePrivateDir, listJournalFiles, listOrphanLocks, syncDir, tryLockFile, type DataDirLock } from './files.js';
+import { SUFFIX, ensurePrivateDir, listJournalFiles, listOrphanLocks, lockJournalFile, locksDirOf, syncDir, type DataDirLock } from './files.js';
 import { loadJournalKey } from './key.js';
 import { JournalReader } from './reader.js';
 import { replayFile, type ApplyFn } from './replay.js';
@@ -71,6 +71,7 @@ export class Journal {
   static async open(options: JournalOptions): Promise<Journal> {
     const dir = path.resolve(options.dir);
     await ensurePrivateDir(dir);
+    await ensurePrivateDir(locksDirOf(dir));
     return new Journal(dir, options, await loadJournalKey(dir));
   }
 
@@ -89,7 +90,7 @@ export class Journal {
     const line = encodeLine(op, this.#ctx);
     return this.#gate.run(async () => {
       if (!this.#handle) {
-        this.#lock ??= await tryLockFile(this.file);
+        this.#lock ??= await lockJournalFile(this.dir, this.file);
         this.#handle = await fsp.open(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
         // The new file's name must be durable too, not only its contents.
         await syncDir(this.dir);
@@ -144,6 +145,7 @@ export class Journal {
     const report: ReplayReport = { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
     // The folder may have been opened up since open(): then nothing in it is read.
     await ensurePrivateDir(this.dir);
+    await ensurePrivateDir(locksDirOf(this.dir));
     const files = await listJournalFiles(this.dir, this.prefix);
     this.#listing = undefined;
     for (const file of files) {
@@ -151,7 +153,7 @@ export class Journal {
         await this.#gate.run(() => replayFile(file, this.#reader, apply, report, () => this.#closeHandle()));
         continue;
       }
-      const lock = await tryLockFile(file);
+      const lock = await lockJournalFile(this.dir, file);
       if (!lock) {
         report.skippedFiles += 1;
         continue;
@@ -171,7 +173,7 @@ export class Journal {
   async #removeOrphanLocks(): Promise<void> {
     for (const file of await listOrphanLocks(this.dir, this.prefix)) {
       if (file === this.file) continue;
-      const lock = await tryLockFile(file).catch(() => undefined);
+      const lock = await lockJournalFile(this.dir, file).catch(() => undefined);
       await lock?.release();
     }
   }
