@@ -35,6 +35,10 @@ export const MEMORY_ERROR_CODES = [
   'DATABASE_ERROR',
   'INVALID_RESPONSE',
   'CLOSED',
+  // Local files: the journal, and the embedded data folder, refused because another OS user could
+  // have written them (permissions or owner), or a journal file that cannot be authenticated.
+  'JOURNAL_UNSAFE',
+  'DATA_DIR_UNSAFE',
 ] as const;
 
 export type MemoryErrorCode = (typeof MEMORY_ERROR_CODES)[number];

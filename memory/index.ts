@@ -12,5 +12,5 @@ export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
 export type { EmbeddedRole } from './embedded/open-embedded.js';
 export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions, StoreReceipt } from './types.js';
-export { WriteClock, clockTime } from './journal/clock.js';
-export { Journal, type JournalOp, type ReplayReport, type JournalProblem } from './journal/journal.js';
+export { WriteClock, clockTime, isWriteClock } from './journal/clock.js';
+export { Journal, type JournalOp, type ReplayReport, type JournalProblem, type JournalInspection } from './journal/journal.js';

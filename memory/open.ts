@@ -90,7 +90,17 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
   const supabase = options.supabase ?? config.supabase;
   const transport = await openTransport(options, supabase, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
-  const journal = options.journal === false ? undefined : new Journal(journalDir(options.dataDir ?? config.dataDir), journalTarget(transport));
+  // --- The journal: its folder is checked (JOURNAL_UNSAFE) and its key loaded before any use. ---
+  let journal: Journal | undefined;
+  if (options.journal !== false) {
+    try {
+      journal = await Journal.open({ dir: journalDir(options.dataDir ?? config.dataDir), target: journalTarget(transport), namespace, maxValueBytes });
+    } catch (error) {
+      await transport.close();
+      throw error;
+    }
+  }
+  // --- end of the journal ---
   const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component, journal });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {

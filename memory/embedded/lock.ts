@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { MemoryError } from '../errors.js';
+import { trySocketLock, type Lock } from './socket-lock.js';
 
 /** Held by exactly one process per embedded data folder; released on close or when the process dies. */
-export interface DataDirLock {
-  release(): Promise<void>;
-}
+export type DataDirLock = Lock;
 
 function isAlive(pid: number): boolean {
   try {
@@ -17,53 +15,57 @@ function isAlive(pid: number): boolean {
   }
 }
 
+const LOCK_NAME = 'owner.lock';
+
 /**
- * On Linux the lock is a socket bound in the abstract namespace under a name derived from the
- * folder's real path: binding is atomic, and the kernel frees the name the instant the owner
- * dies, even by SIGKILL, so a crashed worker never leaves a stale lock and no two processes can
- * both "clean up" one. Elsewhere a pid file created with O_EXCL stands in; a dead pid's file is
- * taken over.
+ * Refuse a data folder that another OS user could reach: it holds the database, the owner's lock
+ * and the journal, and everything that protects them rests on the folder being ours alone.
+ */
+export function checkPrivateDataDir(dataDir: string): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return; // no POSIX owners here (Windows)
+  const stat = fs.statSync(dataDir);
+  if (!stat.isDirectory()) {
+    throw new MemoryError('DATA_DIR_UNSAFE', `MEMORY_DATA_DIR ${dataDir} is not a folder: point MEMORY_DATA_DIR at a folder (it is created if missing)`);
+  }
+  if (stat.uid !== uid) {
+    throw new MemoryError(
+      'DATA_DIR_UNSAFE',
+      `the data folder ${dataDir} belongs to uid ${stat.uid}, not to this process (uid ${uid}): another user could read or replace the database. ` +
+        `Fix: \`chown -R ${userName(uid)} ${dataDir}\` (or run as its owner)`,
+    );
+  }
+  if ((stat.mode & 0o077) !== 0) {
+    throw new MemoryError(
+      'DATA_DIR_UNSAFE',
+      `the data folder ${dataDir} is open to other users (mode ${(stat.mode & 0o777).toString(8)}): they could read the database or block it. Fix: \`chmod 700 ${dataDir}\``,
+    );
+  }
+}
+
+/** A name for `chown`: the user name when the environment knows it, else the numeric uid. */
+export function userName(uid: number): string {
+  const name = process.env.USER ?? process.env.LOGNAME;
+  return name && /^[A-Za-z0-9_.-]+$/.test(name) ? name : String(uid);
+}
+
+/**
+ * The owner lock is a Unix socket FILE inside the data folder (see socket-lock.ts): the folder is
+ * checked to be ours with mode 0700, so no other OS user can create, bind or remove it, unlike the
+ * abstract socket used before, whose name anyone on the machine could bind first.
  */
 export async function tryLockDataDir(dataDir: string): Promise<DataDirLock | undefined> {
-  return process.platform === 'linux' ? tryAbstractSocketLock(fs.realpathSync(dataDir)) : tryPidFileLock(dataDir);
+  checkPrivateDataDir(dataDir);
+  return trySocketLock(path.join(dataDir, LOCK_NAME));
 }
 
 /**
  * The same kind of lock for any file (journal files: held by the process that appends to it, so a
- * replayer knows whether the writer is still alive).
+ * replayer knows whether the writer is still alive). The lock is `<file>.lock`, in the file's own
+ * folder, which the caller has checked is private.
  */
 export async function tryLockFile(file: string): Promise<DataDirLock | undefined> {
-  return process.platform === 'linux' ? tryAbstractSocketLock(path.resolve(file)) : tryPidFileLock(`${file}.owner`);
-}
-
-async function tryAbstractSocketLock(key: string): Promise<DataDirLock | undefined> {
-  const digest = createHash('sha256').update(key).digest('hex').slice(0, 32);
-  const server = net.createServer((socket) => socket.destroy());
-  const bound = await new Promise<boolean>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error)));
-    server.listen(`\0livekit-user-memory:${digest}`, () => resolve(true));
-  });
-  if (!bound) return undefined;
-  server.unref(); // the lock alone must not keep a process alive
-  return { release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
-
-async function tryPidFileLock(target: string): Promise<DataDirLock | undefined> {
-  const file = fs.existsSync(target) && fs.statSync(target).isDirectory() ? path.join(target, 'owner.lock') : `${target}.lock`;
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      return { release: async () => fs.rmSync(file, { force: true }) };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const pid = Number(fs.readFileSync(file, 'utf8'));
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) return undefined;
-      fs.rmSync(file, { force: true });
-    }
-  }
-  return undefined;
+  return trySocketLock(`${path.resolve(file)}.lock`);
 }
 
 /** What the owner publishes so that other processes can find its socket. */

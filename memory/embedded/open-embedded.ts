@@ -8,7 +8,7 @@ import { createPgliteTransport } from '../transports/pglite.js';
 import { createPostgresTransport } from '../transports/postgres.js';
 import type { SqlTransport } from '../transports/transport.js';
 import { Gate } from './gate.js';
-import { readOwnerInfo, removeOwnerInfo, tryLockDataDir, writeOwnerInfo, type OwnerInfo } from './lock.js';
+import { checkPrivateDataDir, readOwnerInfo, removeOwnerInfo, tryLockDataDir, writeOwnerInfo, type OwnerInfo } from './lock.js';
 import { EmbeddedSocketServer } from './socket-server.js';
 
 /**
@@ -37,6 +37,17 @@ function socketDirFor(dataDir: string): string {
   const digest = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
   const dir = path.join(os.tmpdir(), `lk-memory-${digest}`);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // The temporary folder is shared: another user could have made this folder first, to plant a
+  // socket of their own that clients would then take for the database.
+  const stat = fs.statSync(dir);
+  const uid = process.getuid?.();
+  if (uid !== undefined && (stat.uid !== uid || (stat.mode & 0o077) !== 0)) {
+    throw new MemoryError(
+      'DATA_DIR_UNSAFE',
+      `the socket folder ${dir} (used because ${dataDir} is too long for a socket path) belongs to uid ${stat.uid} with mode ${(stat.mode & 0o777).toString(8)}: ` +
+        `remove it (\`rm -r ${dir}\`) or use a shorter MEMORY_DATA_DIR`,
+    );
+  }
   return dir;
 }
 
@@ -96,6 +107,8 @@ export async function openEmbedded(options: EmbeddedOptions): Promise<SqlTranspo
       cause: error,
     });
   }
+  // Every role: a client trusts owner.json in this folder to name the socket it connects to.
+  checkPrivateDataDir(dataDir);
   const deadline = Date.now() + (options.waitMs ?? 10_000);
   for (;;) {
     if (role !== 'client') {

@@ -3,97 +3,32 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Gate } from '../embedded/gate.js';
-import { tryLockFile, type DataDirLock } from '../embedded/lock.js';
-import type { EncryptedSecret } from '../settings/cipher.js';
+import { DNS_NAMESPACE, parseNamespace } from '../identity.js';
+import { DEFAULT_MAX_VALUE_BYTES } from '../labels.js';
+import { encodeLine, type CodecContext } from './codec.js';
+import { SUFFIX, ensurePrivateDir, listJournalFiles, listOrphanLocks, lockJournalFile, locksDirOf, syncDir, type DataDirLock } from './files.js';
+import { loadJournalKey } from './key.js';
+import { JournalReader } from './reader.js';
+import { replayFile, type ApplyFn } from './replay.js';
+import type { JournalOp, JournalProblem, PendingEntry, ReplayReport } from './types.js';
 
-/** A write that could not reach the database, as the journal keeps it until it does. */
-export type JournalOp =
-  | { op: 'store'; userId: string; identity: string; category: string; key: string; value: string; clock: string }
-  | { op: 'forget'; userId: string; identity: string; category: string; key: string; clock: string }
-  | {
-      op: 'settings';
-      userId: string;
-      identity: string;
-      tenant: string;
-      config: Record<string, unknown> | null;
-      /** Already encrypted, as in the database: the journal never holds a plaintext secret. */
-      secrets: Record<string, EncryptedSecret>;
-      removeSecrets: string[];
-      clock: string;
-    };
+export { Unreachable, type ApplyOutcome, type JournalOp, type JournalProblem, type PendingEntry, type ReplayReport } from './types.js';
 
-export interface PendingEntry {
-  file: string;
-  line: number;
-  op: JournalOp;
+export interface JournalOptions {
+  /** The journal folder (created 0700; refused if another user could write in it). */
+  dir: string;
+  /** Names the database (its location, without secrets); entries only ever go back to it. */
+  target: string;
+  /** The store's UUIDv5 namespace: entries whose user id is not uuid5(identity) are set aside. */
+  namespace?: string;
+  /** The store's maxValueBytes: entries over it are set aside. */
+  maxValueBytes?: number;
 }
 
-export interface JournalProblem {
-  file: string;
-  line: number;
-  kind: 'torn' | 'corrupt' | 'rejected';
-  reason: string;
-}
-
-export type ApplyOutcome = 'applied' | 'older';
-
-export interface ReplayReport {
-  applied: number;
-  /** Replayed, but the database already held a newer write (or this very one): nothing changed. */
-  older: number;
-  /** Still waiting: the database was unreachable again. */
-  remaining: number;
-  /** Lines set aside (never silently dropped): torn or corrupt lines, and entries the database refused. */
+/** What `inspect` shows: the writes waiting, and what was set aside (or would be) and why. */
+export interface JournalInspection {
+  pending: PendingEntry[];
   problems: JournalProblem[];
-  /** Journal files of live processes, which those processes replay themselves. */
-  skippedFiles: number;
-}
-
-/** Thrown by an apply function to say "the database is unreachable: keep this entry and stop". */
-export class Unreachable extends Error {}
-
-const SUFFIX = '.jsonl';
-
-function checksum(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16);
-}
-
-function encode(op: JournalOp): string {
-  const body = JSON.stringify({ v: 1, at: new Date().toISOString(), pid: process.pid, ...op });
-  return `${JSON.stringify({ h: checksum(body), e: JSON.parse(body) })}\n`;
-}
-
-/** Decode one line; undefined with a reason when it is not an intact entry. */
-function decode(line: string): { op?: JournalOp; reason?: string } {
-  try {
-    const { h, e } = JSON.parse(line) as { h: string; e: { v: number } & JournalOp };
-    if (checksum(JSON.stringify(e)) !== h) return { reason: 'checksum mismatch' };
-    if (e.v !== 1) return { reason: `unknown entry version ${e.v}` };
-    return { op: e };
-  } catch {
-    return { reason: 'not valid JSON' };
-  }
-}
-
-interface ParsedFile {
-  entries: PendingEntry[];
-  /** Intact lines that failed their checksum or parse, with their text. */
-  corrupt: Array<{ line: number; text: string; reason: string }>;
-  /** The unterminated last line, if any: a write cut short by a crash (or still in progress). */
-  torn: string | undefined;
-}
-
-function parse(file: string, text: string): ParsedFile {
-  const parts = text.split('\n');
-  const torn = parts.pop() || undefined;
-  const result: ParsedFile = { entries: [], corrupt: [], torn };
-  parts.forEach((line, i) => {
-    if (line === '') return;
-    const decoded = decode(line);
-    if (decoded.op) result.entries.push({ file, line: i + 1, op: decoded.op });
-    else result.corrupt.push({ line: i + 1, text: line, reason: decoded.reason! });
-  });
-  return result;
 }
 
 /**
@@ -101,12 +36,20 @@ function parse(file: string, text: string): ParsedFile {
  * they are acknowledged, until a replay commits them. Each process appends to a file of its own
  * (and holds a lock on it while alive); any process may replay the files of processes that died.
  * Entries leave a file only after the database committed them, by an atomic rewrite of the file.
+ *
+ * Nothing read from the folder is trusted: files another user could have written are not read,
+ * and each line must carry a valid MAC under the folder's key and pass the checks of a direct
+ * write (codec.ts); anything else is set aside and reported, never applied and never served.
  */
 export class Journal {
   readonly dir: string;
   readonly file: string;
-  /** Files of this journal start with it: one database's entries are never replayed into another. */
+  /** Id of the target database: files of this journal start with it, and each line names it. */
   readonly prefix: string;
+  readonly namespace: string;
+  readonly maxValueBytes: number;
+  readonly #ctx: CodecContext;
+  readonly #reader: JournalReader;
   readonly #gate = new Gate();
   #handle: fsp.FileHandle | undefined;
   #lock: DataDirLock | undefined;
@@ -121,24 +64,38 @@ export class Journal {
   #listing: { at: number; files: string[] } | undefined;
   static readonly LISTING_TTL_MS = 1000;
 
-  /** `target` names the database (its location, without secrets); entries only ever go back to it. */
-  constructor(dir: string, target: string) {
-    this.dir = path.resolve(dir);
-    this.prefix = createHash('sha256').update(target).digest('hex').slice(0, 12);
-    this.file = path.join(this.dir, `${this.prefix}-${process.pid}-${Date.now()}-${randomBytes(3).toString('hex')}${SUFFIX}`);
+  /**
+   * Open (or create) the journal folder: checks that it is ours and not writable by others
+   * (JOURNAL_UNSAFE otherwise, saying how to fix it) and loads or creates its key.
+   */
+  static async open(options: JournalOptions): Promise<Journal> {
+    const dir = path.resolve(options.dir);
+    await ensurePrivateDir(dir);
+    await ensurePrivateDir(locksDirOf(dir));
+    return new Journal(dir, options, await loadJournalKey(dir));
   }
 
-  /** Append and fsync; the write is acknowledged only when this resolves. */
+  private constructor(dir: string, options: JournalOptions, key: Buffer) {
+    this.dir = dir;
+    this.prefix = journalTargetId(options.target);
+    this.namespace = parseNamespace(options.namespace ?? DNS_NAMESPACE);
+    this.maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    this.file = path.join(this.dir, `${this.prefix}-${process.pid}-${Date.now()}-${randomBytes(3).toString('hex')}${SUFFIX}`);
+    this.#ctx = { key, target: this.prefix, namespace: this.namespace, maxValueBytes: this.maxValueBytes };
+    this.#reader = new JournalReader(this.#ctx);
+  }
+
+  /** Append and fsync; the write is acknowledged only when this resolves. Invalid entries throw, as a direct write would. */
   append(op: JournalOp): Promise<void> {
+    const line = encodeLine(op, this.#ctx);
     return this.#gate.run(async () => {
       if (!this.#handle) {
-        await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-        this.#handle = await fsp.open(this.file, 'a', 0o600);
-        this.#lock ??= await tryLockFile(this.file);
+        this.#lock ??= await lockJournalFile(this.dir, this.file);
+        this.#handle = await fsp.open(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
         // The new file's name must be durable too, not only its contents.
         await syncDir(this.dir);
       }
-      await this.#handle.appendFile(encode(op), 'utf8');
+      await this.#handle.appendFile(line, 'utf8');
       await this.#handle.sync();
       if (this.#listing && !this.#listing.files.includes(this.file)) this.#listing.files = [...this.#listing.files, this.file].sort();
     });
@@ -146,31 +103,32 @@ export class Journal {
 
   async #cachedFiles(): Promise<string[]> {
     if (!this.#listing || Date.now() - this.#listing.at > Journal.LISTING_TTL_MS) {
-      this.#listing = { at: Date.now(), files: await this.#files() };
+      const files = await listJournalFiles(this.dir, this.prefix);
+      this.#reader.retain(files);
+      this.#listing = { at: Date.now(), files };
     }
     return this.#listing.files;
   }
 
-  async #files(): Promise<string[]> {
-    try {
-      return (await fsp.readdir(this.dir))
-        .filter((f) => f.startsWith(`${this.prefix}-`) && f.endsWith(SUFFIX))
-        .map((f) => path.join(this.dir, f))
-        .sort();
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
-  }
-
-  /** Every intact pending entry in every journal file of the folder, oldest file first. */
-  async pending(): Promise<PendingEntry[]> {
-    const out: PendingEntry[] = [];
+  /** Pending entries and problems of every journal file of this database in the folder, oldest file first. */
+  async inspect(): Promise<JournalInspection> {
+    const out: JournalInspection = { pending: [], problems: [] };
     for (const file of await this.#cachedFiles()) {
-      const text = await fsp.readFile(file, 'utf8').catch(() => '');
-      out.push(...parse(file, text).entries);
+      const read = await this.#reader.read(file);
+      if (read === 'missing') continue;
+      if ('unsafe' in read) {
+        out.problems.push({ file, line: 0, kind: 'unsafe', reason: read.unsafe });
+        continue;
+      }
+      for (const e of read.parsed.entries) out.pending.push({ file, line: e.line, op: e.op });
+      for (const b of read.parsed.bad) out.problems.push({ file, line: b.line, kind: b.kind, reason: b.reason });
     }
     return out;
+  }
+
+  /** Every valid pending entry (set-aside lines and unsafe files excluded), oldest file first. */
+  async pending(): Promise<PendingEntry[]> {
+    return (await this.inspect()).pending;
   }
 
   /** Pending writes of one user only: a user sees their own pending writes and nobody else's. */
@@ -183,90 +141,53 @@ export class Journal {
    * stop. Replays this process's file and the files of dead processes; a live process's file is
    * left to that process.
    */
-  async replay(apply: (op: JournalOp) => Promise<ApplyOutcome>): Promise<ReplayReport> {
+  async replay(apply: ApplyFn): Promise<ReplayReport> {
     const report: ReplayReport = { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
-    const files = await this.#files();
+    // The folder may have been opened up since open(): then nothing in it is read.
+    await ensurePrivateDir(this.dir);
+    await ensurePrivateDir(locksDirOf(this.dir));
+    const files = await listJournalFiles(this.dir, this.prefix);
     this.#listing = undefined;
     for (const file of files) {
       if (file === this.file) {
-        await this.#gate.run(() => this.#replayFile(file, apply, report, true));
+        await this.#gate.run(() => replayFile(file, this.#reader, apply, report, () => this.#closeHandle()));
         continue;
       }
-      const lock = await tryLockFile(file);
+      const lock = await lockJournalFile(this.dir, file);
       if (!lock) {
         report.skippedFiles += 1;
         continue;
       }
       try {
-        await this.#replayFile(file, apply, report, false);
+        await replayFile(file, this.#reader, apply, report);
       } finally {
         await lock.release();
       }
     }
+    await this.#removeOrphanLocks();
+    this.#listing = undefined;
     return report;
   }
 
-  async #replayFile(file: string, apply: (op: JournalOp) => Promise<ApplyOutcome>, report: ReplayReport, own: boolean): Promise<void> {
-    let text: string;
-    try {
-      text = await fsp.readFile(file, 'utf8');
-    } catch {
-      return;
+  /** A writer killed after its file was emptied leaves only its lock socket: take it over, and so remove it. */
+  async #removeOrphanLocks(): Promise<void> {
+    for (const file of await listOrphanLocks(this.dir, this.prefix)) {
+      if (file === this.file) continue;
+      const lock = await lockJournalFile(this.dir, file).catch(() => undefined);
+      await lock?.release();
     }
-    const parsed = parse(file, text);
-    const rejected: string[] = [];
-    for (const bad of parsed.corrupt) {
-      report.problems.push({ file, line: bad.line, kind: 'corrupt', reason: bad.reason });
-      rejected.push(`${JSON.stringify({ reason: bad.reason, line: bad.line, text: bad.text })}\n`);
-    }
-    if (parsed.torn !== undefined) {
-      // Our own file cannot have a torn line (appends are serialised); another file's owner is
-      // dead (we hold its lock), so its unterminated line is a write the crash cut short. It was
-      // never acknowledged (acknowledgement waits for the fsync of the whole line), but it is
-      // kept and reported, not dropped.
-      report.problems.push({ file, line: parsed.entries.length + parsed.corrupt.length + 1, kind: 'torn', reason: 'unterminated last line (a write cut short by a crash)' });
-      rejected.push(`${JSON.stringify({ reason: 'torn', text: parsed.torn })}\n`);
-    }
-    let done = 0;
-    for (const entry of parsed.entries) {
-      try {
-        const outcome = await apply(entry.op);
-        if (outcome === 'applied') report.applied += 1;
-        else report.older += 1;
-        done += 1;
-      } catch (error) {
-        if (error instanceof Unreachable) break;
-        report.problems.push({ file, line: entry.line, kind: 'rejected', reason: (error as Error).message });
-        rejected.push(`${JSON.stringify({ reason: (error as Error).message, entry: entry.op })}\n`);
-        done += 1;
-      }
-    }
-    const left = parsed.entries.slice(done);
-    report.remaining += left.length;
-    if (rejected.length > 0) await fsp.appendFile(`${file.slice(0, -SUFFIX.length)}.rejected`, rejected.join(''), { mode: 0o600 });
-    if (done === 0 && rejected.length === 0) return;
-    // Rewrite with what is left, atomically: a crash here leaves either the old or the new file.
-    if (own) await this.#handle?.close();
-    if (own) this.#handle = undefined;
-    if (left.length === 0) {
-      await fsp.rm(file, { force: true });
-    } else {
-      const temp = `${file}.${process.pid}.tmp`;
-      const handle = await fsp.open(temp, 'w', 0o600);
-      await handle.writeFile(left.map((e) => encode(e.op)).join(''), 'utf8');
-      await handle.sync();
-      await handle.close();
-      await fsp.rename(temp, file);
-    }
-    await syncDir(this.dir);
-    this.#listing = undefined;
+  }
+
+  async #closeHandle(): Promise<void> {
+    await this.#handle?.close();
+    this.#handle = undefined;
   }
 
   /**
    * Replay in the background with backoff (from minMs doubling to maxMs) while anything is
    * pending. `kick()` makes it try now (e.g. after a write reached the database again).
    */
-  startBackgroundReplay(apply: (op: JournalOp) => Promise<ApplyOutcome>, options: { minMs?: number; maxMs?: number } = {}): void {
+  startBackgroundReplay(apply: ApplyFn, options: { minMs?: number; maxMs?: number } = {}): void {
     const minMs = options.minMs ?? 500;
     const maxMs = options.maxMs ?? 30_000;
     let delay = minMs;
@@ -315,26 +236,15 @@ export class Journal {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    await this.#gate.run(async () => {
-      await this.#handle?.close();
-      this.#handle = undefined;
-    });
+    await this.#gate.run(() => this.#closeHandle());
     await this.#lock?.release();
+    this.#lock = undefined;
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  // Directories can be fsynced on Linux and macOS; elsewhere this is best effort.
-  try {
-    const handle = await fsp.open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    /* not supported here */
-  }
+/** The id a journal gives its database: the first 12 hex digits of SHA-256 over its location. */
+export function journalTargetId(target: string): string {
+  return createHash('sha256').update(target).digest('hex').slice(0, 12);
 }
 
 export function journalDir(dataDir: string): string {

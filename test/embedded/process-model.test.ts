@@ -94,7 +94,7 @@ describe('embedded database across processes', () => {
 
   it('serves a data folder whose socket path would be too long for a Unix socket', async () => {
     const dir = path.join(dataDir(), 'a-rather-long-folder-name-'.repeat(4));
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 }); // a data folder must be private (DATA_DIR_UNSAFE otherwise)
     expect(path.join(dir, '.s.PGSQL.5432').length).toBeGreaterThan(100);
     const owner = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'owner' });
     try {

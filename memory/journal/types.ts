@@ -1,0 +1,61 @@
+import type { EncryptedSecret } from '../settings/cipher.js';
+
+/** A write that could not reach the database, as the journal keeps it until it does. */
+export type JournalOp =
+  | { op: 'store'; userId: string; identity: string; category: string; key: string; value: string; clock: string }
+  | { op: 'forget'; userId: string; identity: string; category: string; key: string; clock: string }
+  | {
+      op: 'settings';
+      userId: string;
+      identity: string;
+      tenant: string;
+      config: Record<string, unknown> | null;
+      /** Already encrypted, as in the database: the journal never holds a plaintext secret. */
+      secrets: Record<string, EncryptedSecret>;
+      removeSecrets: string[];
+      clock: string;
+    };
+
+export type JournalOpKind = JournalOp['op'];
+
+export interface PendingEntry {
+  file: string;
+  line: number;
+  op: JournalOp;
+}
+
+/**
+ * Why a line or file was set aside:
+ * - `torn`: an unterminated last line, a write cut short by a crash;
+ * - `corrupt`: not a line this journal wrote (no valid MAC under the journal key, unreadable);
+ * - `invalid`: authenticated, but it fails the checks a direct write must pass (wrong user id for
+ *   its identity, over a limit, unknown op or field, another database, ...);
+ * - `rejected`: the database refused it on replay;
+ * - `unsafe`: a whole file another OS user could have written (owner or mode): not read at all.
+ */
+export type JournalProblemKind = 'torn' | 'corrupt' | 'invalid' | 'rejected' | 'unsafe';
+
+export interface JournalProblem {
+  file: string;
+  /** 0 for a problem with the whole file (`unsafe`). */
+  line: number;
+  kind: JournalProblemKind;
+  reason: string;
+}
+
+export type ApplyOutcome = 'applied' | 'older';
+
+export interface ReplayReport {
+  applied: number;
+  /** Replayed, but the database already held a newer write (or this very one): nothing changed. */
+  older: number;
+  /** Still waiting: the database was unreachable again. */
+  remaining: number;
+  /** Lines and files set aside (never silently dropped, never applied), each with its reason. */
+  problems: JournalProblem[];
+  /** Journal files of live processes, which those processes replay themselves. */
+  skippedFiles: number;
+}
+
+/** Thrown by an apply function to say "the database is unreachable: keep this entry and stop". */
+export class Unreachable extends Error {}
