@@ -184,11 +184,13 @@ export class UserMemory {
     const transport = this.#transport();
     const clock = processClock.next();
     try {
-      const deleted = await transport.call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key, p_clock: clock }, 'value');
+      const deleted = (await transport.call('memory_forget', { p_user_id: this.user.id, p_category: category, p_key: key, p_clock: clock }, 'value')) as {
+        existed: boolean;
+      };
       this.#state.journal?.kick();
       remember(this.#state, this.#slot(category, key), clock);
       const pending = this.#state.journal ? newestPending(await this.#state.journal.pendingFor(this.user.id), category, key) : undefined;
-      return deleted === true || pending?.op === 'store';
+      return deleted.existed === true || pending?.op === 'store';
     } catch (error) {
       if (!this.#state.journal || !isUnreachable(error)) throw error;
       await this.#state.journal.append({ op: 'forget', userId: this.user.id, identity: this.user.identity, category, key, clock });
