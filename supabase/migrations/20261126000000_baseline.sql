@@ -591,6 +591,50 @@ as $$
                                     from public.memory_settings s, jsonb_each(s.secrets) e group by 1) k));
 $$;
 
+-- Direct edits by end users (RLS, column privileges below) change a memory's value or a
+-- configuration without a clock: these triggers give such an edit the clock and write order of an
+-- online write, so that it counts as the newest write (a journal replay cannot undo it, and it is
+-- "most recently updated"). Our functions always set a new clock themselves, so the WHEN
+-- conditions keep the triggers off their path. SECURITY DEFINER so that end users need no EXECUTE
+-- on memory_clock_after (trigger functions themselves are not checked for EXECUTE when fired).
+create or replace function public.memory_clock_unclocked_memory()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  new.clock := greatest(public.memory_server_clock(), public.memory_clock_after(old.clock));
+  new.write_seq := nextval('public.memories_write_seq');
+  new.updated_at := now();
+  return new;
+end;
+$$;
+drop trigger if exists memories_clock_direct_edits on public.memories;
+create trigger memories_clock_direct_edits
+  before update on public.memories
+  for each row when (new.clock is not distinct from old.clock)
+  execute function public.memory_clock_unclocked_memory();
+
+create or replace function public.memory_clock_unclocked_settings()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  new.config_clock := greatest(public.memory_server_clock(), public.memory_clock_after(old.config_clock));
+  new.version := old.version + 1;
+  new.updated_at := now();
+  return new;
+end;
+$$;
+drop trigger if exists memory_settings_clock_direct_edits on public.memory_settings;
+create trigger memory_settings_clock_direct_edits
+  before update on public.memory_settings
+  for each row when (new.config is distinct from old.config and new.config_clock is not distinct from old.config_clock)
+  execute function public.memory_clock_unclocked_settings();
+
 -- ---------------------------------------------------------------------------------------------
 -- Row Level Security on every table, the migrations table included. The owner (migrations,
 -- DATABASE_URL as postgres) and Supabase's service_role bypass it; a role without a policy sees
@@ -714,6 +758,8 @@ declare
     'public.memory_link(uuid, uuid, text)',
     'public.memory_profile(uuid)',
     'public.memory_diagnostics()',
+    'public.memory_clock_unclocked_memory()',
+    'public.memory_clock_unclocked_settings()',
     'public.memory_current_user_id()'];
   for_rls constant text[] := array['public.memory_current_user_id()', 'public.memory_server_clock()'];
   f text;

@@ -267,6 +267,12 @@ describe('SQL privileges on a Supabase-like database', () => {
     });
 
     it('what end users may do still works: edit a value, insert their own memory (write_seq and clock defaults), change their config', async () => {
+      const row = () => owner<{ clock: string; write_seq: string; config_clock: string; version: string }>(
+        `select m.clock, m.write_seq, s.config_clock, s.version from public.memories m, public.memory_settings s
+          where m.user_id = $1 and m.key = 'favorite_color' and s.user_id = m.user_id`,
+        [alice],
+      );
+      const [before] = await row();
       const edit = await as('authenticated', AUTH_A, "update public.memories set value = 'navy' where user_id = $1 and key = 'favorite_color'", [alice]);
       expect(edit.rowCount).toBe(1);
       await as('authenticated', AUTH_A, "insert into public.memories (user_id, category, key, value) values ($1, 'TASK', 'call_mum', 'sunday')", [alice]);
@@ -275,6 +281,17 @@ describe('SQL privileges on a Supabase-like database', () => {
       const inserted = await owner<{ clock: string; write_seq: string }>("select clock, write_seq from public.memories where key = 'call_mum'");
       expect(inserted[0]!.clock).toMatch(/^\d{15}\.0000000000\.server$/);
       expect(await service.forIdentity('alice@example.com').retrieve('TASK', 'call_mum')).toBe('sunday');
+      // A direct edit is the newest write: a later clock and write order (the triggers), so a
+      // journal replay made before it cannot undo it.
+      const [after] = await row();
+      expect(after!.clock > before!.clock).toBe(true);
+      expect(BigInt(after!.write_seq) > BigInt(before!.write_seq)).toBe(true);
+      expect(after!.config_clock > before!.config_clock).toBe(true);
+      expect(Number(after!.version)).toBe(Number(before!.version) + 1);
+      const replay = await service.forIdentity('alice@example.com').retrieve('PREFERENCE', 'favorite_color');
+      expect(replay).toBe('navy');
+      const stale = await owner<{ r: { applied: boolean } }>("select public.memory_store($1, 'PREFERENCE', 'favorite_color', 'stale', $2) as r", [alice, before!.clock.replace(/\.[^.]+$/, '.zzzz')]);
+      expect(stale[0]!.r.applied).toBe(false);
     });
   });
 });

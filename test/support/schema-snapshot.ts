@@ -3,7 +3,7 @@ import type { Queryable } from '../../memory/transports/transport.js';
 /**
  * Everything about schema public that two databases must share to be "the same schema": tables and
  * sequences (kind, RLS, privileges), columns (type, default, nullability, privileges),
- * constraints, indexes, policies, and functions (signature with defaults, result, body,
+ * constraints, indexes, triggers, policies, and functions (signature with defaults, result, body,
  * volatility, SECURITY DEFINER, proconfig, privileges). Privileges are exploded and sorted, so the
  * order in which grants were made does not matter, and the grantor is left out; what a role may
  * do is what counts. Names only, never OIDs.
@@ -43,6 +43,10 @@ select jsonb_build_object(
      where c.relnamespace = 'public'::regnamespace),
   'indexes', (
     select coalesce(jsonb_agg(indexdef order by indexname), '[]'::jsonb) from pg_indexes where schemaname = 'public'),
+  'triggers', (
+    select coalesce(jsonb_agg(pg_get_triggerdef(t.oid) order by c.relname, t.tgname), '[]'::jsonb)
+      from pg_trigger t join pg_class c on c.oid = t.tgrelid
+     where c.relnamespace = 'public'::regnamespace and not t.tgisinternal),
   'policies', (
     select coalesce(jsonb_agg(jsonb_build_object('table', tablename, 'name', policyname, 'cmd', cmd, 'permissive', permissive,
                                                  'roles', roles, 'using', qual, 'check', with_check)
@@ -64,6 +68,7 @@ export interface SchemaSnapshot {
   columns: unknown[];
   constraints: unknown[];
   indexes: string[];
+  triggers: string[];
   policies: unknown[];
   functions: Array<{ name: string; args: string; result: string; config: string[] | null; acl: string[] }>;
 }
