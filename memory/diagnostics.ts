@@ -2,14 +2,26 @@ import { isMemoryError } from './errors.js';
 import { loadMigrations, migrationStatus } from './migrations/index.js';
 import { requireSql, type RpcTransport } from './transports/transport.js';
 
-export const MEMORY_TABLES = ['memory_users', 'memories', 'memory_settings', 'memory_audit_log'] as const;
+/**
+ * The tables the schema creates, which the doctor expects (RLS on, present). memory_diagnostics()
+ * reports every table named like ours (`memories`, `memory_*`), so one added later without RLS is
+ * reported too, even before this list learns its name.
+ */
+export const MEMORY_TABLES = [
+  'memory_schema_migrations',
+  'memory_users',
+  'memories',
+  'memory_tombstones',
+  'memory_settings',
+  'memory_audit_log',
+] as const;
 
 export interface Diagnostics {
   /** The schema version the database reports (undefined: our schema is not there). */
   schemaVersion: string | undefined;
   /** The version this code needs. */
   expectedVersion: string;
-  /** Row Level Security per table (false also for a missing table). */
+  /** Row Level Security per table: every table of ours found, and MEMORY_TABLES (false when missing). */
   rls: Record<string, boolean>;
   /** Foreign keys from public tables to auth.users, e.g. a legacy profiles_id_fkey. */
   authForeignKeys: Array<{ table: string; constraint: string }>;
@@ -33,7 +45,8 @@ select
   null::text as schema_version,
   (select coalesce(jsonb_object_agg(c.relname, c.relrowsecurity), '{}'::jsonb)
      from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = 'public' and c.relname = any($1::text[])) as rls,
+    where n.nspname = 'public' and c.relkind in ('r', 'p')
+      and (c.relname = 'memories' or c.relname like 'memory\\_%' or c.relname = any($1::text[]))) as rls,
   (select coalesce(jsonb_agg(jsonb_build_object('table', cl.relname, 'constraint', con.conname)), '[]'::jsonb)
      from pg_constraint con
      join pg_class cl on cl.oid = con.conrelid join pg_namespace ns on ns.oid = cl.relnamespace
@@ -42,7 +55,8 @@ select
   '{}'::jsonb as secrets_by_key_id`;
 
 function fromJson(json: DiagnosticsJson, schemaCache: Diagnostics['schemaCache']): Diagnostics {
-  const rls = Object.fromEntries(MEMORY_TABLES.map((t) => [t, json.rls?.[t] === true]));
+  const rls: Record<string, boolean> = Object.fromEntries(MEMORY_TABLES.map((t) => [t, json.rls?.[t] === true]));
+  for (const [table, enabled] of Object.entries(json.rls ?? {})) rls[table] = enabled === true;
   return {
     schemaVersion: json.schema_version ?? undefined,
     expectedVersion: loadMigrations().at(-1)!.version,

@@ -49,12 +49,27 @@ export function loadMigrations(dir: string = defaultMigrationsDir()): Migration[
     });
 }
 
+/**
+ * Versions of earlier, never released migrations that a later one replaces (its file holds the
+ * whole schema and is written to run over theirs as well). A database that applied them runs the
+ * replacement like any pending migration, and their tracking rows are then removed, so that the
+ * database looks exactly like one migrated from the replacement alone.
+ */
+export const SUPERSEDED: Readonly<Record<string, readonly string[]>> = {
+  '20261126000000': ['20261123000000', '20261124000000', '20261125000000'],
+};
+
+// RLS with no policy: only the owner (who migrates) and roles that bypass RLS reach the rows. On
+// Supabase the baseline migration also revokes what default privileges gave anon and
+// authenticated here; RLS is enabled at creation too, so that the table is never open between
+// this statement and that migration, whatever runs in between.
 const TRACKING_TABLE = `create table if not exists public.memory_schema_migrations (
   version text primary key,
   name text not null,
   checksum text not null,
   applied_at timestamptz not null default now()
-)`;
+);
+alter table public.memory_schema_migrations enable row level security`;
 
 async function appliedMigrations(tx: Queryable): Promise<Map<string, string>> {
   const rows = await tx.query<{ version: string; checksum: string }>('select version, checksum from public.memory_schema_migrations');
@@ -90,6 +105,12 @@ export async function migrate(transport: SqlTransport, migrations: Migration[] =
           migration.checksum,
         ]);
         done.push(migration.version);
+      }
+      // The replacement ran (now or before): the rows of what it replaces only mislead
+      // migrationStatus and the doctor. Rows only, so nothing is sent when there are none.
+      const stale = migrations.flatMap((m) => SUPERSEDED[m.version] ?? []).filter((version) => applied.has(version));
+      if (stale.length > 0) {
+        await tx.query('delete from public.memory_schema_migrations where version = any($1::text[])', [stale]);
       }
       return { applied: done, current: migrations.at(-1)?.version };
     });

@@ -36,10 +36,12 @@ function databaseChecks(d: Diagnostics, location: string): Check[] {
           detail: `${d.authForeignKeys.map((k) => `public.${k.table} (${k.constraint})`).join(', ')} references auth.users: ${LEGACY_FK_HELP}`,
         },
   );
-  const missing = MEMORY_TABLES.filter((t) => !d.rls[t]);
+  // d.rls holds MEMORY_TABLES and any other table of ours the database has (a newer schema's).
+  const tables = [...new Set([...MEMORY_TABLES, ...Object.keys(d.rls)])];
+  const missing = tables.filter((t) => !d.rls[t]);
   checks.push(
     missing.length === 0
-      ? { name: 'row level security', status: 'ok', detail: `enabled on ${MEMORY_TABLES.join(', ')}` }
+      ? { name: 'row level security', status: 'ok', detail: `enabled on ${tables.join(', ')}` }
       : { name: 'row level security', status: 'FAIL', detail: `not enabled (or table missing) on ${missing.join(', ')}: apply the migrations` },
   );
   checks.push(

@@ -81,7 +81,14 @@ describe('Row Level Security', () => {
 
   it('is enabled on every table', async () => {
     const diagnostics = await service.diagnostics();
-    expect(diagnostics.rls).toEqual({ memory_users: true, memories: true, memory_settings: true, memory_audit_log: true });
+    expect(diagnostics.rls).toEqual({
+      memory_schema_migrations: true,
+      memory_users: true,
+      memories: true,
+      memory_tombstones: true,
+      memory_settings: true,
+      memory_audit_log: true,
+    });
   });
 
   it("a user's JWT reads only the memories, settings and profile of the memory user linked to it", async () => {
@@ -120,7 +127,7 @@ describe('Row Level Security', () => {
   });
 
   it('a JWT linked to no memory user, and anon, see nothing', async () => {
-    for (const table of ['memories', 'memory_settings', 'memory_users', 'memory_audit_log']) {
+    for (const table of ['memories', 'memory_settings', 'memory_users', 'memory_audit_log', 'memory_tombstones', 'memory_schema_migrations']) {
       expect(await visible('authenticated', AUTH_STRANGER, table)).toEqual([]);
       expect(await visible('anon', null, table)).toEqual([]);
     }
