@@ -8,7 +8,19 @@ export { openMemory, type OpenMemoryOptions } from './open.js';
 export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport, type Profile } from './store.js';
 export { MEMORY_TABLES, type Diagnostics } from './diagnostics.js';
 export { SecretCipher, parseKey, keyId, KEY_VARIABLE, PREVIOUS_KEYS_VARIABLE, type EncryptedSecret } from './settings/cipher.js';
-export { AgentConfigSchema, DEFAULT_TENANT, TENANT_PATTERN, checkTenant, type AgentConfig } from './settings/schema.js';
+export {
+  AgentConfigSchema,
+  DEFAULT_TENANT,
+  FORBIDDEN_NAMES,
+  SECRET_NAME_PATTERN,
+  TENANT_PATTERN,
+  checkConfig,
+  checkSecretNames,
+  checkSecrets,
+  checkTenant,
+  isPlainObject,
+  type AgentConfig,
+} from './settings/schema.js';
 export { maskSecret, type StoredSettings, type SaveSettingsInput } from './settings/settings.js';
 export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
