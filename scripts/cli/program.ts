@@ -12,7 +12,8 @@ export type { CliIo } from './context.js';
 export function buildProgram(io: CliIo, outcome: Outcome): Command {
   const program = new Command('lk-memory')
     .description(
-      'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/).',
+      'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/). ' +
+        'Identities and keys must be valid UTF-8: the command line refuses U+FFFD in them, since invalid bytes arrive as U+FFFD and two different identities would become one.',
     )
     // The environment is read by openMemory from io.env (not by commander from process.env), so
     // that the CLI run in-process by the tests sees only the environment it is given.
@@ -23,7 +24,12 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     // folded into one line, like every other error of lk-memory.
     .configureOutput({
       writeOut: io.stdout,
-      writeErr: io.stderr,
+      // A command group run without its command (`lk-memory`, `lk-memory settings`) makes
+      // commander print the whole help on stderr; a usage error is one line naming the problem.
+      writeErr: (text) => {
+        const usage = /^Usage: (\S+(?: [a-z][\w-]*)*) \[options\] \[command\]/.exec(text);
+        io.stderr(usage ? `lk-memory: ${usage[1]} needs a command: run \`${usage[1]} --help\` to list them\n` : text);
+      },
       outputError: (text, write) => write(`${humanText(text.trim().replace(/\s*\n\s*/g, ' '))}\n`),
     })
     .exitOverride();
