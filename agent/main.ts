@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AgentServer, ServerOptions, initializeLogger } from '@livekit/agents';
-import { openMemory, type MemoryStore } from '../memory/index.js';
+import { openMemory, redactText, redactUrl, secretsOf, type MemoryStore } from '../memory/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
 
 export interface RunningWorker {
@@ -98,7 +98,7 @@ async function startHealthServer(port: number, check: () => Promise<WorkerHealth
         res.end(req.method === 'HEAD' ? undefined : `${JSON.stringify(health)}\n`);
       },
       (error: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`health check failed: ${(error as Error).message}\n`);
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`health check failed: ${redactText((error as Error).message)}\n`);
       },
     );
   });
@@ -119,8 +119,19 @@ export function jobEntryPath(): string {
   return fileURLToPath(new URL(`./job${extension}`, import.meta.url));
 }
 
+/** /health as served: the backend's location and any error message without credentials. */
+function redactHealth(health: WorkerHealth, secrets: string[]): WorkerHealth {
+  const memory = { ...health.memory, backend: { ...health.memory.backend, location: redactText(health.memory.backend.location, secrets) } };
+  if (memory.error !== undefined) memory.error = redactText(memory.error, secrets);
+  return { ...health, memory };
+}
+
 export async function runWorker(options: RunWorkerOptions = {}): Promise<RunningWorker> {
-  const progress = options.onProgress ?? (() => {});
+  // Progress lines and /health quote URLs and driver messages; the environment's keys and the
+  // credentials inside its URLs are taken out of both.
+  const secrets = secretsOf(options.env ?? process.env);
+  const report = options.onProgress ?? (() => {});
+  const progress = (line: string) => report(redactText(line, secrets));
   const config = loadWorkerConfig(options.env);
   initializeLogger({ pretty: false, level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
 
@@ -138,7 +149,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
         livekitRegistered(agentHttpPort, registeredOnce),
         memoryHealth(memory, config.memory.toolTimeoutMs),
       ]);
-      return { status: registered && memoryState.state === 'up' ? 'ok' : 'degraded', livekit: { registered }, memory: memoryState };
+      return redactHealth({ status: registered && memoryState.state === 'up' ? 'ok' : 'degraded', livekit: { registered }, memory: memoryState }, secrets);
     });
   } catch (error) {
     await memory.close();
@@ -174,7 +185,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
       resolve();
     }),
   );
-  progress(`connecting to LiveKit at ${config.livekit.url} as agent "${config.livekit.agentName}"...`);
+  progress(`connecting to LiveKit at ${redactUrl(config.livekit.url)} as agent "${config.livekit.agentName}"...`);
   const running = server.run();
   const failed = running.then(
     () => Promise.reject(new Error('the LiveKit worker stopped before it registered')),
@@ -225,7 +236,7 @@ From a checkout, \`npm start\` also starts a local livekit-server when none answ
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   main().catch((error: unknown) => {
-    process.stderr.write(`lk-memory-agent: ${(error as Error).message}\n`);
+    process.stderr.write(`lk-memory-agent: ${redactText((error as Error).message, secretsOf(process.env))}\n`);
     process.exit(1);
   });
 }

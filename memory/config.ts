@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { databaseUrlProblem } from './database-url.js';
 import { MemoryError } from './errors.js';
 import { DNS_NAMESPACE } from './identity.js';
 import { DEFAULT_MAX_VALUE_BYTES } from './labels.js';
@@ -8,8 +9,13 @@ const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
 
 const MemoryEnvSchema = z.object({
+  // Parsed, not just prefix-matched: a bad port or an unencoded space must be INVALID_CONFIG here,
+  // not a driver failure later.
   DATABASE_URL: optional(
-    z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// connection string'),
+    z.string().superRefine((url, ctx) => {
+      const problem = databaseUrlProblem(url);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   ),
   MEMORY_DATA_DIR: optional(z.string()),
   MEMORY_UUID_NAMESPACE: optional(z.uuid({ message: 'must be a UUID, e.g. ' + DNS_NAMESPACE })),

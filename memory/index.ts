@@ -2,11 +2,25 @@ export { MemoryError, MEMORY_ERROR_CODES, isMemoryError, type MemoryErrorCode } 
 export { DNS_NAMESPACE, MAX_IDENTITY_BYTES, identityToUserId, parseNamespace } from './identity.js';
 export { CATEGORY_PATTERN, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_CHARS, checkCategory, checkKey, checkValue } from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
+export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
+export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
 export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport, type Profile } from './store.js';
 export { MEMORY_TABLES, type Diagnostics } from './diagnostics.js';
 export { SecretCipher, parseKey, keyId, KEY_VARIABLE, PREVIOUS_KEYS_VARIABLE, type EncryptedSecret } from './settings/cipher.js';
-export { AgentConfigSchema, DEFAULT_TENANT, TENANT_PATTERN, checkTenant, type AgentConfig } from './settings/schema.js';
+export {
+  AgentConfigSchema,
+  DEFAULT_TENANT,
+  FORBIDDEN_NAMES,
+  SECRET_NAME_PATTERN,
+  TENANT_PATTERN,
+  checkConfig,
+  checkSecretNames,
+  checkSecrets,
+  checkTenant,
+  isPlainObject,
+  type AgentConfig,
+} from './settings/schema.js';
 export { maskSecret, type StoredSettings, type SaveSettingsInput } from './settings/settings.js';
 export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { loadMemoryConfig } from './config.js';
+import { checkDatabaseUrl } from './database-url.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
 import { parseNamespace } from './identity.js';
 import { MemoryError, isMemoryError } from './errors.js';
@@ -89,8 +90,10 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const tenant = checkTenant(options.tenant ?? config.tenant);
   const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
   const supabase = options.supabase ?? config.supabase;
-  const transport = await openTransport(options, supabase, options.databaseUrl ?? config.databaseUrl, options.dataDir ?? config.dataDir);
-  // --- The journal: its folder is checked (JOURNAL_UNSAFE) and its key loaded before any use. ---
+  // An option is checked like DATABASE_URL is (INVALID_CONFIG, not a driver error later).
+  const databaseUrl = options.databaseUrl ? checkDatabaseUrl(options.databaseUrl, 'databaseUrl') : config.databaseUrl;
+  const transport = await openTransport(options, supabase, databaseUrl, options.dataDir ?? config.dataDir);
+  // The journal's folder is checked (JOURNAL_UNSAFE) and its key loaded before any use.
   let journal: Journal | undefined;
   if (options.journal !== false) {
     try {
@@ -100,7 +103,6 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
       throw error;
     }
   }
-  // --- end of the journal ---
   const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component, journal });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {

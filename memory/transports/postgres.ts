@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { redactUrl } from '../redact.js';
 import { callOverSql } from './call.js';
 import { toMemoryError } from './pg-errors.js';
 import type { Queryable, SqlTransport, TransportKind } from './transport.js';
@@ -17,16 +18,9 @@ export interface PostgresTransportOptions {
   location?: string;
 }
 
-/** Strip the password from a URL before it can reach a log line or an error message. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable DATABASE_URL)';
-  }
-}
+// Every credential of the URL (userinfo password, ?password=, ?sslpassword=, keys and tokens)
+// is stripped before the location can reach a log line, an error message or /health.
+export { redactUrl } from '../redact.js';
 
 function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string): Queryable {
   return {

@@ -3,7 +3,7 @@ import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../
 import { clockTime } from '../../memory/journal/clock.js';
 import type { JournalOp } from '../../memory/journal/journal.js';
 import { ensureAuthUser } from '../../memory/supabase-auth.js';
-import { precheck, withMemory, type CliIo, type Outcome } from './context.js';
+import { precheck, say, withMemory, type CliIo, type Outcome } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { memoryJson, memoryLine } from './format.js';
 import { settingsLines, settingsView } from './settings-commands.js';
@@ -60,7 +60,8 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
         const memories = await memory.forIdentity(identity).list({ limit: 1000 });
         const pending = await memory.pendingFor(identity);
         if (!options.json) {
-          io.stdout(inspectText(profile, memories, memory.backend.location, pending, memory.journal?.dir));
+          // Stored text (identity, config, pending values) may hold terminal escapes: shown escaped.
+          say(io, inspectText(profile, memories, memory.backend.location, pending, memory.journal?.dir));
           return;
         }
         io.stdout(
@@ -110,7 +111,8 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
             ? await ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
             : authUserId!;
         const { previous } = await memory.link(identity, target);
-        io.stdout(
+        say(
+          io,
           target
             ? `linked ${identity} (${memory.userIdFor(identity)}) to auth user ${target}${previous && previous !== target ? ` (was ${previous})` : ''}\n`
             : `unlinked ${identity}${previous ? ` from auth user ${previous}` : ' (it was not linked)'}\n`,

@@ -1,6 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import {
+  MemoryError,
   checkCategory,
+  checkDatabaseUrl,
   checkKey,
   checkValue,
   identityToUserId,
@@ -10,6 +12,7 @@ import {
   type OpenMemoryOptions,
 } from '../../memory/index.js';
 import { EXIT } from './exit-codes.js';
+import { humanText } from './format.js';
 
 export interface CliIo {
   stdout: (text: string) => void;
@@ -43,9 +46,38 @@ export interface Input {
   value?: string;
 }
 
+/** Human output on stdout: terminal-active characters of stored or typed text shown escaped. */
+export function say(io: CliIo, text: string): void {
+  io.stdout(humanText(text));
+}
+
+/**
+ * Node decodes argv as UTF-8 lossily: the bytes \xff and \xfe both arrive as U+FFFD, and two
+ * different identities would become one user. A U+FFFD typed on purpose cannot be told apart
+ * from that, so the command line refuses it in names (the library accepts it).
+ */
+export function checkArgvText(text: string, what: string): void {
+  if (text.includes('\uFFFD')) {
+    throw new MemoryError(
+      what === 'identity' ? 'INVALID_IDENTITY' : 'INVALID_KEY',
+      `the ${what} is not valid UTF-8 on the command line (it contains U+FFFD, which is also what invalid bytes become): pass it as UTF-8`,
+    );
+  }
+}
+
+/** --database-url checked like DATABASE_URL, naming the option (exit 2 before anything connects). */
+function checkGlobals(command: Command): GlobalOptions {
+  const globals = command.optsWithGlobals<GlobalOptions>();
+  if (globals.databaseUrl) checkDatabaseUrl(globals.databaseUrl, '--database-url');
+  return globals;
+}
+
 /** Bad input exits 2 whatever state the backend is in: check it all before opening anything. */
 export function precheck(command: Command, io: CliIo, input: Input): void {
+  checkGlobals(command);
   const config = loadMemoryConfig(io.env);
+  checkArgvText(input.identity, 'identity');
+  if (input.key !== undefined) checkArgvText(input.key, 'key');
   identityToUserId(input.identity, command.optsWithGlobals<GlobalOptions>().namespace ?? config.namespace);
   if (input.category !== undefined) checkCategory(input.category);
   if (input.key !== undefined) checkKey(input.key);
@@ -58,7 +90,7 @@ export async function withMemory<T>(
   fn: (memory: MemoryStore) => Promise<T>,
   extra: OpenMemoryOptions = {},
 ): Promise<T> {
-  const globals = command.optsWithGlobals<GlobalOptions>();
+  const globals = checkGlobals(command);
   const memory = await openMemory({
     ...extra,
     env: io.env,

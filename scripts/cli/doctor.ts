@@ -1,7 +1,18 @@
 import { Command } from 'commander';
 import { RoomServiceClient } from 'livekit-server-sdk';
-import { MEMORY_TABLES, SecretCipher, isMemoryError, loadMemoryConfig, openMemory, type Diagnostics, type MemoryStore } from '../../memory/index.js';
-import type { CliIo, GlobalOptions, Outcome } from './context.js';
+import {
+  MEMORY_TABLES,
+  SecretCipher,
+  checkDatabaseUrl,
+  isMemoryError,
+  loadMemoryConfig,
+  openMemory,
+  redactText,
+  secretsOf,
+  type Diagnostics,
+  type MemoryStore,
+} from '../../memory/index.js';
+import { say, type CliIo, type GlobalOptions, type Outcome } from './context.js';
 import { EXIT } from './exit-codes.js';
 
 type Status = 'ok' | 'warn' | 'FAIL' | 'skip';
@@ -111,6 +122,7 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
       let memory: MemoryStore | undefined;
       let diagnostics: Diagnostics | undefined;
       try {
+        if (globals.databaseUrl) checkDatabaseUrl(globals.databaseUrl, '--database-url');
         // migrate: false: the doctor describes the database as it is; it never changes it.
         memory = await openMemory({ env: io.env, databaseUrl: globals.databaseUrl, dataDir: globals.dataDir, migrate: false, serve: false, maxConnections: 1, component: 'cli' });
         diagnostics = await memory.diagnostics();
@@ -135,8 +147,12 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
       checks.push(keyCheck(io.env, diagnostics));
       checks.push(await livekitCheck(io.env));
 
+      // Details quote URLs and driver messages: no credential of the environment or of
+      // --database-url may show, in text or JSON.
+      const secrets = secretsOf(io.env, [globals.databaseUrl]);
+      for (const c of checks) c.detail = redactText(c.detail, secrets);
       if (options.json) io.stdout(`${JSON.stringify(checks, null, 2)}\n`);
-      else for (const c of checks) io.stdout(`${c.status.padEnd(4)}  ${c.name.padEnd(22)}  ${c.detail}\n`);
+      else for (const c of checks) say(io, `${c.status.padEnd(4)}  ${c.name.padEnd(22)}  ${c.detail}\n`);
       if (checks.some((c) => c.status === 'FAIL')) outcome.code = EXIT.CHECKS_FAILED;
     });
 }

@@ -1,10 +1,10 @@
 import { Command, CommanderError } from 'commander';
-import { DNS_NAMESPACE, identityToUserId, isMemoryError } from '../../memory/index.js';
+import { DNS_NAMESPACE, identityToUserId, isMemoryError, redactText, secretsOf } from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
-import { Outcome, parseLimit, precheck, withMemory, type CliIo, type GlobalOptions } from './context.js';
+import { Outcome, checkArgvText, parseLimit, precheck, say, withMemory, type CliIo, type GlobalOptions } from './context.js';
 import { registerDoctor } from './doctor.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
-import { memoryJson, memoryLine } from './format.js';
+import { humanText, memoryJson, memoryLine } from './format.js';
 import { registerSettingsCommands } from './settings-commands.js';
 
 export type { CliIo } from './context.js';
@@ -12,14 +12,26 @@ export type { CliIo } from './context.js';
 export function buildProgram(io: CliIo, outcome: Outcome): Command {
   const program = new Command('lk-memory')
     .description(
-      'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/).',
+      'Per-user memory for LiveKit agents. Uses PostgreSQL when DATABASE_URL is set, else the embedded database in MEMORY_DATA_DIR (default .data/). ' +
+        'Identities and keys must be valid UTF-8: the command line refuses U+FFFD in them, since invalid bytes arrive as U+FFFD and two different identities would become one.',
     )
     // The environment is read by openMemory from io.env (not by commander from process.env), so
     // that the CLI run in-process by the tests sees only the environment it is given.
     .option('--database-url <url>', 'PostgreSQL connection string (default: $DATABASE_URL)')
     .option('--data-dir <dir>', 'embedded database folder (default: $MEMORY_DATA_DIR, else .data)')
     .option('--namespace <uuid>', `UUIDv5 namespace for user ids (default: $MEMORY_UUID_NAMESPACE, else ${DNS_NAMESPACE})`)
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    // Commander's own usage errors ("unknown command", with a "Did you mean" on a second line) are
+    // folded into one line, like every other error of lk-memory.
+    .configureOutput({
+      writeOut: io.stdout,
+      // A command group run without its command (`lk-memory`, `lk-memory settings`) makes
+      // commander print the whole help on stderr; a usage error is one line naming the problem.
+      writeErr: (text) => {
+        const usage = /^Usage: (\S+(?: [a-z][\w-]*)*) \[options\] \[command\]/.exec(text);
+        io.stderr(usage ? `lk-memory: ${usage[1]} needs a command: run \`${usage[1]} --help\` to list them\n` : text);
+      },
+      outputError: (text, write) => write(`${humanText(text.trim().replace(/\s*\n\s*/g, ' '))}\n`),
+    })
     .exitOverride();
 
   program
@@ -29,6 +41,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .option('--namespace <uuid>', 'namespace UUID (default: the DNS namespace, as Python uuid.NAMESPACE_DNS)')
     .action((identity: string, _options, command: Command) => {
       const { namespace } = command.optsWithGlobals<GlobalOptions>();
+      checkArgvText(identity, 'identity');
       io.stdout(`${identityToUserId(identity, namespace ?? io.env.MEMORY_UUID_NAMESPACE ?? DNS_NAMESPACE)}\n`);
     });
 
@@ -50,7 +63,8 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
           if (!isMemoryError(error, 'BACKEND_UNAVAILABLE') && !isMemoryError(error, 'TIMEOUT')) throw error;
         }
         const receipt = await handle.store(category, key, value);
-        io.stdout(
+        say(
+          io,
           receipt.savedTo === 'journal'
             ? `saved ${category}/${key} for ${identity} (${handle.user.id}) locally: the database is unreachable; it will be synced (lk-memory sync)\n`
             : `stored ${category}/${key} for ${identity} (${handle.user.id})\n`,
@@ -89,6 +103,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
       if (options.json) {
         io.stdout(`${JSON.stringify(memories.map(memoryJson), null, 2)}\n`);
       } else {
+        // memoryLine escapes every field; nothing else of the line is user text.
         for (const memory of memories) io.stdout(`${memoryLine(memory)}\n`);
       }
     });
@@ -102,7 +117,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .action(async (identity: string, category: string, key: string, _options, command: Command) => {
       precheck(command, io, { identity, category, key });
       const deleted = await withMemory(command, io, (memory) => memory.forIdentity(identity).forget(category, key));
-      io.stdout(deleted ? `forgot ${category}/${key} for ${identity}\n` : `nothing stored under ${category}/${key} for ${identity}\n`);
+      say(io, deleted ? `forgot ${category}/${key} for ${identity}\n` : `nothing stored under ${category}/${key} for ${identity}\n`);
     });
 
   program
@@ -114,7 +129,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
         io,
         async (memory) => {
           const result = await memory.migrate();
-          io.stdout(`database: ${memory.backend.location}\n`);
+          say(io, `database: ${redactText(memory.backend.location, secretsOf(io.env))}\n`);
           io.stdout(
             result.applied.length > 0
               ? `applied ${result.applied.join(', ')}; schema is at ${result.current}\n`
@@ -132,7 +147,18 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 }
 
 /** Run the CLI with arguments (without `node script`); returns the exit code. */
-export async function runCli(argv: string[], io: CliIo): Promise<number> {
+export async function runCli(argv: string[], rawIo: CliIo): Promise<number> {
+  // Whatever reaches stderr is for a person: no credential (of the environment, or of a URL given
+  // with --database-url) and no terminal-active character, on every path.
+  const secrets = secretsOf(rawIo.env, argv.map((a) => a.replace(/^--database-url=/, '')).filter((a) => /^postgres(ql)?:/i.test(a)));
+  let wroteError = false;
+  const io: CliIo = {
+    ...rawIo,
+    stderr: (text) => {
+      wroteError = true;
+      rawIo.stderr(humanText(redactText(text, secrets)));
+    },
+  };
   const outcome = new Outcome();
   const program = buildProgram(io, outcome);
   try {
@@ -141,7 +167,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       // --help and --version end through here with exit code 0.
-      return error.exitCode === 0 ? EXIT.OK : EXIT.BAD_INPUT;
+      if (error.exitCode === 0) return EXIT.OK;
+      // Commander printed its own errors; one thrown by an action (an argument parser) was not.
+      if (!wroteError) io.stderr(`lk-memory: ${error.message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')}\n`);
+      return EXIT.BAD_INPUT;
     }
     io.stderr(`${describeError(error)}\n`);
     return exitCodeFor(error);

@@ -1,16 +1,59 @@
-import { Command, InvalidArgumentError } from 'commander';
-import { MemoryError, checkTenant, maskSecret, type StoredSettings } from '../../memory/index.js';
+import { Command } from 'commander';
+import {
+  FORBIDDEN_NAMES,
+  MemoryError,
+  SECRET_NAME_PATTERN,
+  checkConfig,
+  checkSecretNames,
+  checkSecrets,
+  checkTenant,
+  isMemoryError,
+  maskSecret,
+  type AgentConfig,
+  type StoredSettings,
+} from '../../memory/index.js';
 import { EXIT } from './exit-codes.js';
-import { precheck, withMemory, type CliIo, type Outcome } from './context.js';
+import { precheck, say, withMemory, type CliIo, type Outcome } from './context.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+const NAME_RULE = 'a letter, then letters, digits or _ (up to 64), e.g. OPENAI_API_KEY or retell_api_key';
+
+/**
+ * NAME=VALUE of --secret. Messages name the option and the problem but never repeat the text:
+ * it holds a secret (or is one, typed without its name).
+ */
 function parseSecret(text: string): [string, string] {
   const at = text.indexOf('=');
-  if (at <= 0) throw new InvalidArgumentError('expected NAME=VALUE (use NAME=- to read the value from standard input)');
-  return [text.slice(0, at), text.slice(at + 1)];
+  if (at < 0) throw new MemoryError('INVALID_SETTINGS', '--secret expects NAME=VALUE (NAME=- reads the value from standard input); no = was given');
+  const name = text.slice(0, at);
+  if (name === '') throw new MemoryError('INVALID_SETTINGS', '--secret expects NAME=VALUE: the name before = is empty');
+  checkSecretNameArg(name, '--secret');
+  return [name, text.slice(at + 1)];
+}
+
+function checkSecretNameArg(name: string, option: string): void {
+  // __proto__, constructor and prototype would reach Object.prototype in an ordinary object.
+  if (FORBIDDEN_NAMES.has(name)) throw new MemoryError('INVALID_SETTINGS', `${option}: the name ${JSON.stringify(name)} is not allowed; use ${NAME_RULE}`);
+  if (!SECRET_NAME_PATTERN.test(name)) throw new MemoryError('INVALID_SETTINGS', `${option}: secret name ${JSON.stringify(name)} is invalid; use ${NAME_RULE}`);
+}
+
+/** --config as JSON, into the checked configuration (before anything opens: bad input exits 2). */
+function parseConfig(text: string): AgentConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new MemoryError('INVALID_SETTINGS', `--config is not valid JSON (${(error as Error).message})`);
+  }
+  try {
+    return checkConfig(parsed);
+  } catch (error) {
+    if (isMemoryError(error)) throw new MemoryError(error.code, `--config: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Settings as a person may see them: configuration in full, secrets masked. */
@@ -36,7 +79,7 @@ export function settingsLines(settings: StoredSettings): string[] {
 
 async function readValue(io: CliIo, name: string, value: string): Promise<string> {
   if (value !== '-') return value;
-  if (!io.readStdin) throw new MemoryError('INVALID_SETTINGS', `secret ${name}: no standard input to read the value from`);
+  if (!io.readStdin) throw new MemoryError('INVALID_SETTINGS', `--secret ${name}=-: no standard input to read the value from`);
   return (await io.readStdin()).replace(/\r?\n$/, '');
 }
 
@@ -55,33 +98,47 @@ export function registerSettingsCommands(program: Command, io: CliIo, outcome?: 
     .action(async (identity: string, options: { tenant?: string; config?: string; secret: string[]; removeSecret: string[]; json?: boolean }, command: Command) => {
       precheck(command, io, { identity });
       if (options.tenant !== undefined) checkTenant(options.tenant);
-      let config: unknown;
-      if (options.config !== undefined) {
-        try {
-          config = JSON.parse(options.config);
-        } catch {
-          throw new MemoryError('INVALID_SETTINGS', '--config is not valid JSON');
-        }
-      }
-      const secrets: Record<string, string> = {};
+      const config = options.config === undefined ? undefined : parseConfig(options.config);
+      // A null-prototype object: no name given on the command line can reach Object.prototype.
+      const secrets: Record<string, string> = Object.create(null) as Record<string, string>;
       for (const entry of options.secret) {
         const [name, value] = parseSecret(entry);
+        if (Object.hasOwn(secrets, name)) throw new MemoryError('INVALID_SETTINGS', `--secret ${name} is given twice; give each secret once`);
         secrets[name] = await readValue(io, name, value);
       }
+      for (const name of options.removeSecret) {
+        checkSecretNameArg(name, '--remove-secret');
+        if (Object.hasOwn(secrets, name)) throw new MemoryError('INVALID_SETTINGS', `${name} is both set (--secret) and removed (--remove-secret); give one`);
+      }
+      // The library's own checks, here too, so every refusal comes before the database is opened.
+      checkSecrets(secrets);
+      checkSecretNames(options.removeSecret);
       if (config === undefined && options.secret.length === 0 && options.removeSecret.length === 0) {
         throw new MemoryError('INVALID_SETTINGS', 'nothing to save: give --config, --secret or --remove-secret');
       }
       const saved = await withMemory(command, io, async (memory) => {
-        await memory.provision(identity);
+        try {
+          await memory.provision(identity);
+        } catch (error) {
+          // Unreachable: like `store`, the save goes to the journal, whose replay provisions first.
+          if (!isMemoryError(error, 'BACKEND_UNAVAILABLE') && !isMemoryError(error, 'TIMEOUT')) throw error;
+        }
         return memory.forIdentity(identity).saveSettings({
           tenant: options.tenant,
-          config: config as never,
+          config,
           secrets,
           removeSecrets: options.removeSecret,
         });
       });
-      if (options.json) io.stdout(`${JSON.stringify(settingsView(saved), null, 2)}\n`);
-      else io.stdout(`saved settings for ${identity}\n${settingsLines(saved).join('\n')}\n`);
+      const savedTo = saved.savedTo ?? 'database';
+      if (options.json) io.stdout(`${JSON.stringify({ ...settingsView(saved), savedTo }, null, 2)}\n`);
+      else if (savedTo === 'journal') {
+        say(
+          io,
+          `settings for ${identity} saved to the local journal (database unreachable); it will be replayed (lk-memory sync)\n` +
+            `${settingsLines(saved).join('\n')}\n`,
+        );
+      } else say(io, `saved settings for ${identity}\n${settingsLines(saved).join('\n')}\n`);
     });
 
   settings
@@ -100,6 +157,6 @@ export function registerSettingsCommands(program: Command, io: CliIo, outcome?: 
         return;
       }
       if (options.json) io.stdout(`${JSON.stringify(settingsView(stored), null, 2)}\n`);
-      else io.stdout(`${settingsLines(stored).join('\n')}\n`);
+      else say(io, `${settingsLines(stored).join('\n')}\n`);
     });
 }

@@ -167,6 +167,7 @@ drop function if exists public.memory_start_session(uuid, text, integer);
 drop function if exists public.memory_store(uuid, text, text, text);
 drop function if exists public.memory_forget(uuid, text, text);
 drop function if exists public.memory_save_settings(uuid, text, jsonb, jsonb, jsonb, text);
+drop function if exists public.memory_save_settings(uuid, text, jsonb, jsonb, jsonb, text, text);
 -- memory_forget(uuid, text, text, text) keeps its arguments but used to return boolean, which
 -- `create or replace` cannot change. Dropped only while it is the old one, so that running this
 -- file again does not reset the grants of the current one.
@@ -415,8 +416,12 @@ $$;
 -- secret gets it as "at" (set here, whatever the caller sent), and nothing of it is refused, so a
 -- later online save always wins. A given p_clock is a REPLAY: each part lands only if newer.
 -- Returns {tenant_id, config, secrets, version, updated_at, clock}.
+-- p_key_ids: the key ids the writer can decrypt. A save that would leave the row holding a secret
+-- under any other key is refused (LKM02): with a wrong MEMORY_ENCRYPTION_KEY, adding one secret
+-- would otherwise leave a row whose secrets no single configuration can read.
 create or replace function public.memory_save_settings(
-  p_user_id uuid, p_tenant_id text, p_config jsonb, p_secrets jsonb, p_remove_secrets jsonb, p_component text, p_clock text default null)
+  p_user_id uuid, p_tenant_id text, p_config jsonb, p_secrets jsonb, p_remove_secrets jsonb, p_component text, p_clock text default null,
+  p_key_ids text[] default null)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -462,6 +467,13 @@ begin
         version = s.version + 1,
         updated_at = now()
   returning * into saved;
+
+  if p_key_ids is not null and exists (select 1 from jsonb_each(saved.secrets) e where not ((e.value ->> 'kid') = any (p_key_ids))) then
+    -- Raising undoes the upsert above: the statement is one transaction.
+    raise exception 'the settings of user % (tenant %) hold secrets under a key this writer cannot read (keys: %)',
+      p_user_id, p_tenant_id, (select string_agg(distinct e.value ->> 'kid', ', ') from jsonb_each(saved.secrets) e)
+      using errcode = 'LKM02';
+  end if;
 
   insert into public.memory_audit_log (user_id, tenant_id, action, component, detail)
   values (p_user_id, p_tenant_id, 'settings.save', coalesce(p_component, 'unknown'), jsonb_build_object(
@@ -751,7 +763,7 @@ declare
     'public.memory_forget(uuid, text, text, text)',
     'public.memory_forget_all(uuid)',
     'public.memory_audit(uuid, text, text, text, jsonb)',
-    'public.memory_save_settings(uuid, text, jsonb, jsonb, jsonb, text, text)',
+    'public.memory_save_settings(uuid, text, jsonb, jsonb, jsonb, text, text, text[])',
     'public.memory_get_settings(uuid, text)',
     'public.memory_settings_to_rotate(text, integer)',
     'public.memory_replace_secrets(uuid, text, jsonb, bigint, text)',

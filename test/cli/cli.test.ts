@@ -14,7 +14,8 @@ async function cli(args: string[], env: NodeJS.ProcessEnv) {
   return { code, stdout, stderr };
 }
 
-const COMMANDS = ['uuid', 'store', 'retrieve', 'list', 'forget', 'migrate'];
+const COMMANDS = ['uuid', 'store', 'retrieve', 'list', 'forget', 'migrate', 'settings', 'inspect', 'link', 'sync', 'rotate-key', 'doctor'];
+const SUBCOMMANDS = ['settings set', 'settings get'];
 
 describe('lk-memory', () => {
   let dataDir: string;
@@ -32,10 +33,17 @@ describe('lk-memory', () => {
     const top = await cli(['--help'], {});
     expect(top.code).toBe(0);
     for (const command of COMMANDS) expect(top.stdout).toContain(command);
-    for (const command of COMMANDS) {
-      const help = await cli([command, '--help'], {});
+    for (const command of [...COMMANDS, ...SUBCOMMANDS]) {
+      const help = await cli([...command.split(' '), '--help'], {});
       expect(help.code, command).toBe(0);
       expect(help.stdout, command).toContain(`Usage: lk-memory ${command}`);
+      expect(help.stderr, command).toBe('');
+    }
+    // A command group without its command is a usage error: one line, not the help on stderr.
+    for (const group of [[], ['settings']]) {
+      const result = await cli(group, {});
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^lk-memory: lk-memory( settings)? needs a command: run `lk-memory( settings)? --help` to list them\n$/);
     }
   });
 
@@ -89,6 +97,12 @@ describe('lk-memory', () => {
         ['list', identity, '--limit', 'many'],
         ['uuid', identity, '--namespace', 'nope'],
         ['frobnicate'],
+        ['forgte', identity],
+        ['list', identity, '--bogus'],
+        ['uuid', identity, 'extra'],
+        ['settings', 'sett', identity],
+        ['settings'],
+        [],
       ];
       // Bad input is exit 2 even when the backend is down: it is checked before anything opens.
       for (const environment of [env, { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none' }]) {

@@ -166,7 +166,11 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
         [() => gina.saveSettings({ config: { voice: '' } }), 'INVALID_SETTINGS'],
         [() => gina.saveSettings({ config: { unknownField: 1 } as never }), 'INVALID_SETTINGS'],
         [() => gina.saveSettings({ config: { language: 'not a tag' } }), 'INVALID_SETTINGS'],
-        [() => gina.saveSettings({ secrets: { lower_case: 'x' } }), 'INVALID_SETTINGS'],
+        // Either case is a valid secret name (retell_api_key); a hyphen or a leading _ is not.
+        [() => gina.saveSettings({ secrets: { 'kebab-case': 'x' } }), 'INVALID_SETTINGS'],
+        [() => gina.saveSettings({ secrets: { _leading: 'x' } }), 'INVALID_SETTINGS'],
+        [() => gina.saveSettings({ removeSecrets: 'AB' as never }), 'INVALID_SETTINGS'],
+        [() => gina.saveSettings({ secrets: new Map([['A', 'x']]) as never }), 'INVALID_SETTINGS'],
         [() => gina.saveSettings({ secrets: { EMPTY: '' } }), 'INVALID_SETTINGS'],
         [() => gina.saveSettings({ secrets: { HUGE: 'x'.repeat(9000) } }), 'INVALID_SETTINGS'],
         [() => gina.saveSettings({ removeSecrets: ['bad name'] }), 'INVALID_SETTINGS'],

@@ -102,7 +102,7 @@ describe('clock skew between worker hosts', () => {
     const late = await host(identity, -HOUR);
     expect((await late.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'city', value: 'Porto' })).ok).toMatchObject({ applied: true });
     const report = await early.send<Answer<{ applied: number; older: number }>>({ op: 'sync' });
-    expect(report.ok).toMatchObject({ applied: 0, older: 1 });
+    expect(report.ok, JSON.stringify(report)).toMatchObject({ applied: 0, older: 1 });
     expect(await valueOf(identity, 'FACT', 'city')).toBe('Porto');
   });
 });

@@ -241,7 +241,7 @@ describe('SQL privileges on a Supabase-like database', () => {
       { name: 'authenticated calls memory_store', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_store($1, 'FACT', 'x', 'y', null)", params: () => [alice] },
       { name: 'authenticated calls memory_forget', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_forget($1, 'PREFERENCE', 'favorite_color', null)", params: () => [alice] },
       { name: 'anon calls memory_forget_all', role: 'anon', sql: 'select public.memory_forget_all($1)', params: () => [alice] },
-      { name: 'authenticated calls memory_save_settings', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_save_settings($1, 'default', '{}'::jsonb, null, null, 'evil', null)", params: () => [alice] },
+      { name: 'authenticated calls memory_save_settings', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_save_settings($1, 'default', '{}'::jsonb, null, null, 'evil', null, null)", params: () => [alice] },
       { name: 'authenticated calls memory_link', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_link($1, $2, 'evil')", params: () => [alice, AUTH_B] },
       { name: 'anon calls memory_diagnostics', role: 'anon', sql: 'select public.memory_diagnostics()' },
       { name: 'authenticated calls memory_profile', role: 'authenticated', sub: AUTH_B, sql: 'select public.memory_profile($1)', params: () => [alice] },
