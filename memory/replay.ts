@@ -48,9 +48,14 @@ export async function applyJournalOp(state: StoreState, op: JournalOp): Promise<
       return await send(state, op);
     }
   } catch (error) {
-    // Not there, or not ready for us yet (no schema, or a PostgREST cache behind): keep the entry
-    // and try again later. Anything else is this entry's own problem.
-    if (isUnreachable(error) || isMemoryError(error, 'SCHEMA_NOT_MIGRATED') || isMemoryError(error, 'SCHEMA_CACHE_STALE')) {
+    // Not there, or not ready for us yet (no schema, a schema of another version, or a PostgREST
+    // cache behind): keep the entry and try again later. Anything else is this entry's own problem.
+    if (
+      isUnreachable(error) ||
+      isMemoryError(error, 'SCHEMA_NOT_MIGRATED') ||
+      isMemoryError(error, 'SCHEMA_CACHE_STALE') ||
+      isMemoryError(error, 'INVALID_RESPONSE')
+    ) {
       throw new Unreachable((error as Error).message);
     }
     throw error;

@@ -67,7 +67,7 @@ export const RPC = {
   memory_provision: { shape: 'value', result: UserJson },
   memory_store: {
     shape: 'value',
-    result: z.object({ applied: z.boolean(), clock: z.string(), updated_at: time.optional(), current_clock: z.string().nullish() }),
+    result: z.object({ applied: z.boolean(), clock: z.string(), updated_at: time.nullish(), current_clock: z.string().nullish() }),
   },
   memory_retrieve: { shape: 'value', result: z.string().nullable() },
   memory_get: {
