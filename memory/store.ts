@@ -37,6 +37,11 @@ export function transportOf(store: MemoryStore): SqlTransport {
   return requireSql(transports.get(store)!, 'raw SQL');
 }
 
+/** Internal, as transportOf: the transport behind a store, whatever it is (Supabase included). */
+export function rpcTransportOf(store: MemoryStore): RpcTransport {
+  return transports.get(store)!;
+}
+
 /**
  * Settings whose stored form no longer passes validation (changed outside this library) do not
  * cost the caller their memory: the session starts without them and says why.

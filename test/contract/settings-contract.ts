@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MemoryError, MemoryStore, SecretCipher, type MemoryErrorCode, type UserMemory } from '../../memory/index.js';
-import { transportOf } from '../../memory/store.js';
+import { rpcTransportOf } from '../../memory/store.js';
 import type { BackendUnderTest } from '../support/backends.js';
 
 const fresh = (label: string) => `${label}-${randomUUID()}@example.com`;
@@ -18,7 +18,7 @@ async function codeOf(run: () => Promise<unknown>): Promise<MemoryErrorCode | 'n
 
 /** The same store over the same database with another cipher (what a restart with new keys gives). */
 function withCipher(backend: BackendUnderTest, cipher: SecretCipher | undefined): MemoryStore {
-  return new MemoryStore(transportOf(backend.memory), { namespace: backend.memory.namespace, maxValueBytes: 16384, cipher });
+  return new MemoryStore(rpcTransportOf(backend.memory), { namespace: backend.memory.namespace, maxValueBytes: 16384, cipher });
 }
 
 /**
