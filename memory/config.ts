@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { databaseUrlProblem } from './database-url.js';
 import { MemoryError } from './errors.js';
 import { DNS_NAMESPACE } from './identity.js';
-import { DEFAULT_MAX_VALUE_BYTES } from './labels.js';
+import { DEFAULTS } from './defaults.js';
 
 /** An unset variable and an empty one mean the same: use the default. */
 const optional = <T extends z.ZodType>(schema: T) =>
@@ -19,7 +19,7 @@ const MemoryEnvSchema = z.object({
   ),
   MEMORY_DATA_DIR: optional(z.string()),
   MEMORY_UUID_NAMESPACE: optional(z.uuid({ message: 'must be a UUID, e.g. ' + DNS_NAMESPACE })),
-  MEMORY_MAX_VALUE_BYTES: optional(z.coerce.number().int().min(1).max(1024 * 1024)),
+  MEMORY_MAX_VALUE_BYTES: optional(z.coerce.number().int().min(1).max(DEFAULTS.maxValueBytesCeiling)),
   MEMORY_TENANT: optional(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1 to 128 letters, digits, _ . : or -')),
   SUPABASE_URL: optional(z.url({ message: 'must be your project URL, e.g. https://<project>.supabase.co' })),
   SUPABASE_SERVICE_ROLE_KEY: optional(z.string().min(20, 'must be the service_role key from the project API settings')),
@@ -47,10 +47,10 @@ export function loadMemoryConfig(env: NodeJS.ProcessEnv = process.env): MemoryCo
   const vars = parsed.data;
   return {
     databaseUrl: vars.DATABASE_URL,
-    dataDir: vars.MEMORY_DATA_DIR ?? '.data',
+    dataDir: vars.MEMORY_DATA_DIR ?? DEFAULTS.dataDir,
     namespace: (vars.MEMORY_UUID_NAMESPACE ?? DNS_NAMESPACE).toLowerCase(),
-    maxValueBytes: vars.MEMORY_MAX_VALUE_BYTES ?? DEFAULT_MAX_VALUE_BYTES,
-    tenant: vars.MEMORY_TENANT ?? 'default',
+    maxValueBytes: vars.MEMORY_MAX_VALUE_BYTES ?? DEFAULTS.maxValueBytes,
+    tenant: vars.MEMORY_TENANT ?? DEFAULTS.tenant,
     supabase: supabaseConfig(vars.SUPABASE_URL, vars.SUPABASE_SERVICE_ROLE_KEY),
   };
 }

@@ -19,6 +19,10 @@ export const DEFAULTS = {
   listLimitMax: 10_000,
   /** One database call gives up after this long (then TIMEOUT; writes go to the journal). */
   timeoutMs: 5_000,
+  /** PostgreSQL pool size per process: a voice session rarely has two queries in flight. */
+  maxConnections: 10,
+  /** An embedded client waits this long for the folder's owner to serve it. */
+  embeddedWaitMs: 10_000,
   /** Supabase RPCs: PostgREST adds a hop, so a little more room. */
   supabaseTimeoutMs: 10_000,
   /** Background replay backoff while journal entries are pending. */

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { DEFAULTS } from './defaults.js';
 import { loadMemoryConfig } from './config.js';
 import { checkDatabaseUrl } from './database-url.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
@@ -86,7 +87,7 @@ async function openTransport(
 export async function openMemory(options: OpenMemoryOptions = {}): Promise<MemoryStore> {
   const config = loadMemoryConfig(options.env ?? process.env);
   const namespace = parseNamespace(options.namespace ?? config.namespace);
-  const maxValueBytes = checkLimit(options.maxValueBytes ?? config.maxValueBytes, 'maxValueBytes', 1024 * 1024);
+  const maxValueBytes = checkLimit(options.maxValueBytes ?? config.maxValueBytes, 'maxValueBytes', DEFAULTS.maxValueBytesCeiling);
   const tenant = checkTenant(options.tenant ?? config.tenant);
   const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
   const supabase = options.supabase ?? config.supabase;

@@ -9,6 +9,7 @@ import { createPostgresTransport } from '../transports/postgres.js';
 import type { SqlTransport } from '../transports/transport.js';
 import { Gate } from './gate.js';
 import { checkPrivateDataDir, readOwnerInfo, removeOwnerInfo, tryLockDataDir, writeOwnerInfo, type OwnerInfo } from './lock.js';
+import { DEFAULTS } from '../defaults.js';
 import { EmbeddedSocketServer } from './socket-server.js';
 
 /**
@@ -109,7 +110,7 @@ export async function openEmbedded(options: EmbeddedOptions): Promise<SqlTranspo
   }
   // Every role: a client trusts owner.json in this folder to name the socket it connects to.
   checkPrivateDataDir(dataDir);
-  const deadline = Date.now() + (options.waitMs ?? 10_000);
+  const deadline = Date.now() + (options.waitMs ?? DEFAULTS.embeddedWaitMs);
   for (;;) {
     if (role !== 'client') {
       const lock = await tryLockDataDir(dataDir);

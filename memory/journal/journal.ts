@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Gate } from '../embedded/gate.js';
 import { DNS_NAMESPACE, parseNamespace } from '../identity.js';
-import { DEFAULT_MAX_VALUE_BYTES } from '../labels.js';
+import { DEFAULTS } from '../defaults.js';
 import { encodeLine, type CodecContext } from './codec.js';
 import { SUFFIX, ensurePrivateDir, listJournalFiles, listOrphanLocks, lockJournalFile, locksDirOf, syncDir, type DataDirLock } from './files.js';
 import { loadJournalKey } from './key.js';
@@ -79,7 +79,7 @@ export class Journal {
     this.dir = dir;
     this.prefix = journalTargetId(options.target);
     this.namespace = parseNamespace(options.namespace ?? DNS_NAMESPACE);
-    this.maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+    this.maxValueBytes = options.maxValueBytes ?? DEFAULTS.maxValueBytes;
     this.file = path.join(this.dir, `${this.prefix}-${process.pid}-${Date.now()}-${randomBytes(3).toString('hex')}${SUFFIX}`);
     this.#ctx = { key, target: this.prefix, namespace: this.namespace, maxValueBytes: this.maxValueBytes };
     this.#reader = new JournalReader(this.#ctx);
@@ -188,8 +188,8 @@ export class Journal {
    * pending. `kick()` makes it try now (e.g. after a write reached the database again).
    */
   startBackgroundReplay(apply: ApplyFn, options: { minMs?: number; maxMs?: number } = {}): void {
-    const minMs = options.minMs ?? 500;
-    const maxMs = options.maxMs ?? 30_000;
+    const minMs = options.minMs ?? DEFAULTS.replayMinMs;
+    const maxMs = options.maxMs ?? DEFAULTS.replayMaxMs;
     let delay = minMs;
     let running = false;
     const tick = async () => {

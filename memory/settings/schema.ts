@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULTS } from '../defaults.js';
 import { MemoryError } from '../errors.js';
 
 /**
@@ -30,7 +31,7 @@ export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 export const SECRET_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 export const MAX_SECRET_BYTES = 8 * 1024;
 export const TENANT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
-export const DEFAULT_TENANT = 'default';
+export const DEFAULT_TENANT = DEFAULTS.tenant;
 
 /** Property names that, written into an ordinary object, change its prototype or shadow its machinery. */
 export const FORBIDDEN_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { DEFAULTS } from '../defaults.js';
 import { redactUrl } from '../redact.js';
 import { callOverSql } from './call.js';
 import { toMemoryError } from './pg-errors.js';
@@ -49,9 +50,9 @@ function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string)
 export function createPostgresTransport(options: PostgresTransportOptions): SqlTransport {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
-    max: options.maxConnections ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
-    query_timeout: options.queryTimeoutMs ?? 5000,
+    max: options.maxConnections ?? DEFAULTS.maxConnections,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULTS.timeoutMs,
+    query_timeout: options.queryTimeoutMs ?? DEFAULTS.timeoutMs,
     idleTimeoutMillis: 30_000,
     // Let a worker exit without waiting for idle connections.
     allowExitOnIdle: true,
