@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../memory/index.js';
 import { clockTime } from '../../memory/journal/clock.js';
-import type { JournalOp } from '../../memory/journal/journal.js';
+import type { JournalOp, JournalProblem } from '../../memory/journal/journal.js';
 import { ensureAuthUser } from '../../memory/supabase-auth.js';
 import { precheck, say, withMemory, type CliIo, type Outcome } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -15,7 +15,14 @@ function describePending(op: JournalOp): string {
   return `${op.op} ${op.category}/${JSON.stringify(op.key)}${op.op === 'store' ? ` = ${JSON.stringify(op.value)}` : ''} at ${clockTime(op.clock).toISOString()}`;
 }
 
-function inspectText(profile: Profile, memories: Memory[], location: string, pending: JournalOp[], journalDir: string | undefined): string {
+function inspectText(
+  profile: Profile,
+  memories: Memory[],
+  location: string,
+  pending: JournalOp[],
+  journalDir: string | undefined,
+  problems: JournalProblem[],
+): string {
   const lines = [`identity:  ${profile.identity}`, `user id:   ${profile.userId}`];
   if (!profile.user) {
     lines.push('profile:   not provisioned (no row in memory_users; the first session will create it)');
@@ -40,6 +47,12 @@ function inspectText(profile: Profile, memories: Memory[], location: string, pen
     lines.push(`  local journal ${journalDir}: ${pending.length} write(s) waiting for the database (run \`lk-memory sync\`)`);
     for (const op of pending) lines.push(`    ${describePending(op)}`);
   }
+  // Lines that failed validation belong to nobody we can name (their user id is not trusted): they
+  // are shown for the whole folder, never served, and `sync` moves them to <file>.rejected.
+  if (problems.length > 0) {
+    lines.push(`  local journal: ${problems.length} line(s) or file(s) set aside, never served or applied (\`lk-memory sync\` moves lines to <file>.rejected):`);
+    for (const p of problems.slice(0, 20)) lines.push(`    ${p.kind}: ${p.file}${p.line ? `:${p.line}` : ''}: ${p.reason}`);
+  }
   if (profile.audit.length > 0) {
     lines.push('recent audit:');
     for (const a of profile.audit.slice(0, 10)) lines.push(`  ${a.at.toISOString()} ${a.action} by ${a.component}${a.tenant ? ` (tenant ${a.tenant})` : ''}`);
@@ -59,9 +72,10 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
         const profile = await memory.profile(identity);
         const memories = await memory.forIdentity(identity).list({ limit: 1000 });
         const pending = await memory.pendingFor(identity);
+        const problems = memory.journal ? (await memory.journal.inspect()).problems : [];
         if (!options.json) {
           // Stored text (identity, config, pending values) may hold terminal escapes: shown escaped.
-          say(io, inspectText(profile, memories, memory.backend.location, pending, memory.journal?.dir));
+          say(io, inspectText(profile, memories, memory.backend.location, pending, memory.journal?.dir, problems));
           return;
         }
         io.stdout(
@@ -79,6 +93,7 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
                 pendingOutsideDatabase: pending.map((op) =>
                   op.op === 'settings' ? { ...op, secrets: Object.keys(op.secrets), at: clockTime(op.clock).toISOString() } : { ...op, at: clockTime(op.clock).toISOString() },
                 ),
+                journalSetAside: problems,
               },
             },
             null,

@@ -8,6 +8,7 @@ import { secretContext } from '../../memory/settings/cipher.js';
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir } from '../support/backends.js';
 import { PgWireProxy } from '../support/pg-wire-proxy.js';
+import { cli } from '../support/cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
 /**
@@ -256,6 +257,29 @@ describe('a forged journal is set aside, reported, never served and never replay
       expect(report.applied).toBe(2);
       expect(report.problems).toEqual([expect.objectContaining({ line: 2, kind: 'invalid' })]);
       expect(await check.forIdentity(c.victim).retrieve('FACT', 'good2')).toBe('real2');
+      await notInDatabase(c);
+    } finally {
+      await memory.close();
+    }
+  });
+
+  it('lk-memory inspect shows set-aside lines for the folder, never their values as pending writes of the victim', async () => {
+    const { memory, c, file } = await prepare(950);
+    try {
+      fs.writeFileSync(file, seal(c, store(c, { userId: c.attackerId })) + 'not even json\n', { mode: 0o600 });
+      await memory.close();
+      const env = { DATABASE_URL: proxyUrl, MEMORY_DATA_DIR: path.dirname(memory.journal!.dir) };
+      const json = await cli(['inspect', c.victim, '--json'], env);
+      expect(json.code).toBe(0);
+      const locations = (JSON.parse(json.stdout) as { locations: { pendingOutsideDatabase: unknown[]; journalSetAside: Array<{ kind: string; line: number }> } }).locations;
+      expect(locations.pendingOutsideDatabase).toEqual([]);
+      expect(locations.journalSetAside.map((p) => [p.kind, p.line])).toEqual([
+        ['invalid', 1],
+        ['corrupt', 2],
+      ]);
+      const text = await cli(['inspect', c.victim], env);
+      expect(text.stdout).toContain('2 line(s) or file(s) set aside');
+      expect(text.stdout).not.toContain(c.marker);
       await notInDatabase(c);
     } finally {
       await memory.close();
