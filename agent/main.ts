@@ -171,7 +171,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
       // small machine while a job process starts, and livekit-server dispatches only to workers
       // below its target load (agents.target_load, default 0.7): new rooms then get "no servers
       // available" and no agent. A text or voice session is mostly waiting on the network anyway.
-      loadFunc: async (worker) => worker.activeJobs.length / config.livekit.maxJobs,
+      loadFunc: (worker) => Promise.resolve(worker.activeJobs.length / config.livekit.maxJobs),
       loadThreshold: 1,
       // The AgentServer's own HTTP server (/ and /worker); /health probes it for the connection state.
       host: '127.0.0.1',
@@ -189,7 +189,7 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
   const running = server.run();
   const failed = running.then(
     () => Promise.reject(new Error('the LiveKit worker stopped before it registered')),
-    (error: unknown) => Promise.reject(error),
+    (error: unknown) => Promise.reject(error instanceof Error ? error : new Error(String(error))),
   );
   try {
     await Promise.race([registered, failed]);

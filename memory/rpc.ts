@@ -148,7 +148,7 @@ export type RpcResult<F extends RpcName> = z.output<(typeof RPC)[F]['result']>;
 /** Call one schema function: one round trip, a checked answer. */
 export async function rpc<F extends RpcName>(transport: RpcTransport, fn: F, args: RpcArgs[F]): Promise<RpcResult<F>> {
   const spec = RPC[fn];
-  const raw = await transport.call(fn, args as Record<string, unknown>, spec.shape);
+  const raw = await transport.call(fn, args, spec.shape);
   const parsed = spec.result.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

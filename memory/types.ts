@@ -1,3 +1,5 @@
+import type { StoredSettings } from './settings/settings.js';
+
 /** Who a handle is bound to: the UUIDv5 user id and the identity it was derived from. */
 export interface UserRef {
   id: string;
@@ -23,7 +25,7 @@ export interface Memory {
 export interface SessionStart {
   user: User;
   /** The user's settings for the session's tenant (secrets still encrypted), or null. */
-  settings: import('./settings/settings.js').StoredSettings | null;
+  settings: StoredSettings | null;
   /** Set when stored settings failed validation (changed outside this library): they were left out. */
   settingsError?: string;
   /** True for exactly one startSession per user: the one that created it. */

@@ -98,7 +98,7 @@ function overlaySettings(stored: StoredSettings | null, tenant: string, pending:
     for (const [name, secret] of Object.entries(op.secrets)) if ((secrets[name]?.at ?? '') <= (secret.at ?? op.clock)) secrets[name] = secret;
     merged = {
       ...merged,
-      config: op.config ? (op.config as StoredSettings['config']) : merged.config,
+      config: op.config ? (op.config) : merged.config,
       encryptedSecrets: secrets,
       secretNames: Object.keys(secrets).sort(),
       updatedAt: clockTime(op.clock),

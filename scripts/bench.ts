@@ -209,7 +209,7 @@ try {
       await memory.close();
     } else if (backend === 'embedded' || backend === 'embedded-socket') {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-bench-'));
-      cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
+      cleanups.push(() => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true })));
       const owner = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'owner', serve: backend === 'embedded-socket' });
       const memory = backend === 'embedded' ? owner : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
       await benchStore(backend, memory);

@@ -167,7 +167,7 @@ function tryPidFileLock(file: string): Lock | undefined {
       const fd = fs.openSync(file, 'wx', 0o600);
       fs.writeSync(fd, String(process.pid));
       fs.closeSync(fd);
-      return { release: async () => fs.rmSync(file, { force: true }) };
+      return { release: () => Promise.resolve(fs.rmSync(file, { force: true })) };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const pid = Number(fs.readFileSync(file, 'utf8'));

@@ -130,7 +130,7 @@ function validate(op: JournalOp, ctx: CodecContext): JournalOp {
         op: 'settings',
         ...base,
         tenant: checkTenant(op.tenant),
-        config: op.config === null ? null : (checkConfig(op.config) as Record<string, unknown>),
+        config: op.config === null ? null : (checkConfig(op.config)),
         secrets,
         removeSecrets: checkSecretNames(op.removeSecrets),
       };

@@ -49,7 +49,7 @@ export function describeType(value: unknown): string {
 /** A plain object: made by {} or JSON.parse (prototype Object.prototype) or Object.create(null). Not a Map, Date, array or class instance. */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
+  const proto: unknown = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
 }
 

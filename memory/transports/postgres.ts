@@ -76,8 +76,8 @@ export function createPostgresTransport(options: PostgresTransportOptions): SqlT
     get statementCount() {
       return statements;
     },
-    query: direct.query,
-    exec: direct.exec,
+    query: (sql, params) => direct.query(sql, params),
+    exec: (script) => direct.exec(script),
     call: (fn, args, shape) => callOverSql(direct, fn, args, shape),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       let client: pg.PoolClient;

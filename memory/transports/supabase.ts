@@ -104,11 +104,12 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): RpcT
         result = await rpc(fn, body);
       }
       if (result.error) throw postgrestError(result.error, result.status, fn);
-      if (shape === 'rows') return (result.data as unknown[] | null) ?? [];
+      if (shape === 'rows') return (result.data) ?? [];
       return result.data ?? null;
     },
-    async close() {
+    close() {
       closed = true;
+      return Promise.resolve();
     },
   };
 }

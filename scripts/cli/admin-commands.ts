@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { type Command } from 'commander';
 import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../memory/index.js';
 import { clockTime } from '../../memory/journal/clock.js';
 import type { JournalOp, JournalProblem } from '../../memory/journal/journal.js';

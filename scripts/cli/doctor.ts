@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { type Command } from 'commander';
 import { RoomServiceClient } from 'livekit-server-sdk';
 import {
   MEMORY_TABLES,

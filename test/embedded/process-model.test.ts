@@ -51,7 +51,7 @@ describe('embedded database across processes', () => {
       expect((refused as MemoryError).message).toContain(`process ${owner.first.pid}`);
       const secondOwner = await startTs('test/support/embedded-owner.ts', [dir], cleanEnv()).catch((error: Error) => error);
       expect(secondOwner).toBeInstanceOf(Error);
-      expect(String(secondOwner)).toContain('DATA_DIR_LOCKED');
+      expect((secondOwner as Error).message).toContain('DATA_DIR_LOCKED');
 
       // Another process (the CLI) reads and writes through the owner's socket.
       const env = cleanEnv({ MEMORY_DATA_DIR: dir });

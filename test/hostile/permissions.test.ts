@@ -160,7 +160,7 @@ function startAttacker(dataDir: string, lockedFile: string): Promise<{ child: Ch
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`the attacker exited with ${code}`)));
-    child.stdout!.once('data', (chunk: Buffer) => resolve({ child, results: JSON.parse(chunk.toString()) as Record<string, string> }));
+    child.stdout.once('data', (chunk: Buffer) => resolve({ child, results: JSON.parse(chunk.toString()) as Record<string, string> }));
   });
 }
 
@@ -203,7 +203,7 @@ describe('another local user cannot take or block the locks', () => {
     const dir = fs.realpathSync(tempDataDir('lockstale'));
     try {
       const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(process.argv[1] + '/owner.lock', () => process.stdout.write('ok\\n'))`, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-      await new Promise((resolve) => holder.stdout!.once('data', resolve));
+      await new Promise((resolve) => holder.stdout.once('data', resolve));
       expect(await tryLockDataDir(dir)).toBeUndefined(); // alive: held
       holder.kill('SIGKILL');
       await exited(holder).catch(() => {});

@@ -51,8 +51,8 @@ export async function startTs<T>(script: string, args: string[], env: NodeJS.Pro
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const lines = readline.createInterface({ input: child.stdout! });
+  child.stderr.on('data', (d) => (stderr += d));
+  const lines = readline.createInterface({ input: child.stdout });
   const first = await new Promise<T>((resolve, reject) => {
     lines.once('line', (line) => resolve(JSON.parse(line) as T));
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready: ${stderr}`)));
@@ -76,8 +76,8 @@ export async function startInteractive(script: string, args: string[], env: Node
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const lines = readline.createInterface({ input: child.stdout! });
+  child.stderr.on('data', (d) => (stderr += d));
+  const lines = readline.createInterface({ input: child.stdout });
   const waiting: Array<(line: string) => void> = [];
   const early: string[] = [];
   lines.on('line', (line) => {
@@ -99,11 +99,11 @@ export async function startInteractive(script: string, args: string[], env: Node
     stderr: () => stderr,
     /** Send one command and wait for its answer. */
     async send<T = unknown>(command: unknown): Promise<T> {
-      child.stdin!.write(`${JSON.stringify(command)}\n`);
+      child.stdin.write(`${JSON.stringify(command)}\n`);
       return JSON.parse(await nextLine()) as T;
     },
     async stop(): Promise<void> {
-      child.stdin!.end();
+      child.stdin.end();
       child.kill('SIGTERM');
       await exited(child);
     },

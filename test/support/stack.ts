@@ -74,9 +74,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   });
   const workerLog: string[] = [];
   let healthUrl: string | undefined;
-  readline.createInterface({ input: worker.stderr! }).on('line', (line) => workerLog.push(line));
+  readline.createInterface({ input: worker.stderr }).on('line', (line) => workerLog.push(line));
   const ready = new Promise<void>((resolve, reject) => {
-    readline.createInterface({ input: worker.stdout! }).on('line', (line) => {
+    readline.createInterface({ input: worker.stdout }).on('line', (line) => {
       workerLog.push(line);
       healthUrl ??= /\bhealth: (http:\/\/\S+)/.exec(line)?.[1];
       if (line.includes('worker registered')) resolve();

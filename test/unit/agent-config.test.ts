@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfigError, loadWorkerConfig } from '../../agent/config.js';
+import { type AgentConfigError, loadWorkerConfig } from '../../agent/config.js';
 
 function errorOf(env: NodeJS.ProcessEnv): AgentConfigError {
   try {
