@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { DEFAULT_CATEGORIES, DEFAULT_MEMORY_BUDGET_MS, DEFAULT_TOOL_TIMEOUT_MS, type IdentitySource } from '../plugins/index.js';
+import {
+  DEFAULT_CATEGORIES,
+  DEFAULT_MEMORY_BUDGET_MS,
+  DEFAULT_TOOL_TIMEOUT_MS,
+  type IdentitySource,
+} from '../plugins/index.js';
 
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
@@ -21,8 +26,17 @@ const AgentEnvSchema = z.object({
   MEMORY_CATEGORIES: optional(
     z
       .string()
-      .transform((s) => s.split(',').map((c) => c.trim()).filter(Boolean))
-      .pipe(z.array(z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be upper-case identifiers, e.g. FACT,PREFERENCE')).min(1)),
+      .transform((s) =>
+        s
+          .split(',')
+          .map((c) => c.trim())
+          .filter(Boolean),
+      )
+      .pipe(
+        z
+          .array(z.string().regex(/^[A-Z][A-Z0-9_]{0,63}$/, 'must be upper-case identifiers, e.g. FACT,PREFERENCE'))
+          .min(1),
+      ),
   ),
   MEMORY_BLOCK_MAX_ENTRIES: optional(z.coerce.number().int().min(0).max(1000)),
   MEMORY_BLOCK_MAX_CHARS: optional(z.coerce.number().int().min(200).max(100_000)),
@@ -84,7 +98,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const ttsModel = v.TTS_MODEL ?? (onOpenAI ? 'gpt-4o-mini-tts' : undefined);
   const mode = v.AGENT_MODE ?? 'auto';
   if (mode === 'voice' && (!sttModel || !ttsModel)) {
-    throw new AgentConfigError('AGENT_MODE=voice needs speech models: set OPENAI_API_KEY for OpenAI, or STT_MODEL and TTS_MODEL');
+    throw new AgentConfigError(
+      'AGENT_MODE=voice needs speech models: set OPENAI_API_KEY for OpenAI, or STT_MODEL and TTS_MODEL',
+    );
   }
   const voice = mode === 'voice' || (mode === 'auto' && Boolean(sttModel && ttsModel));
   return {

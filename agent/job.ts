@@ -95,7 +95,12 @@ export function tenantFromMetadata(metadata: string): string | undefined {
 function buildSession(config: WorkerConfig, choices: SessionChoices): voice.AgentSession {
   // `user` is OpenAI's end-user identifier for abuse monitoring: the pseudonymous UUIDv5, never
   // the identity itself.
-  const llm = new openai.LLM({ apiKey: config.llm.apiKey, baseURL: config.llm.baseURL, model: choices.model, user: choices.userId });
+  const llm = new openai.LLM({
+    apiKey: config.llm.apiKey,
+    baseURL: config.llm.baseURL,
+    model: choices.model,
+    user: choices.userId,
+  });
   if (!config.speech) {
     // Text only: no VAD and no turn detector, which would otherwise load local models or call
     // LiveKit Cloud; chat arrives on lk.chat and replies leave on lk.transcription.
@@ -105,7 +110,11 @@ function buildSession(config: WorkerConfig, choices: SessionChoices): voice.Agen
   return new voice.AgentSession({
     llm,
     stt: new openai.STT({ ...common, model: config.speech.sttModel }),
-    tts: new openai.TTS({ ...common, model: config.speech.ttsModel, ...(choices.voice ? { voice: choices.voice as never } : {}) }),
+    tts: new openai.TTS({
+      ...common,
+      model: config.speech.ttsModel,
+      ...(choices.voice ? { voice: choices.voice as never } : {}),
+    }),
   });
 }
 
@@ -133,7 +142,11 @@ function logReady(logger: Logger, memory: UserMemoryReady, message: string, extr
  * switches the instructions to "memory is unavailable" with a note, and nothing is said aloud: the
  * user was already greeted, and the model mentions it when it matters.
  */
-async function applyLateMemory(agent: voice.Agent, config: WorkerConfig, memory: UserMemoryReady | UserMemoryFailed): Promise<void> {
+async function applyLateMemory(
+  agent: voice.Agent,
+  config: WorkerConfig,
+  memory: UserMemoryReady | UserMemoryFailed,
+): Promise<void> {
   if (memory.available) await agent.updateTools(memory.tools);
   await agent.updateInstructions(instructionsFor(config, memory));
   // Copy and replace in one synchronous step, so nothing the running turn adds is lost in between.
@@ -178,7 +191,10 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
       'memory is late (the database did not answer within the session-start budget): starting without it; it is added when it arrives',
     );
   } else {
-    logger.error({ participant: participant.identity, error: memory.error.message }, 'memory unavailable: continuing without it');
+    logger.error(
+      { participant: participant.identity, error: memory.error.message },
+      'memory unavailable: continuing without it',
+    );
   }
 
   const choices = choicesFor(config, memory);
@@ -196,7 +212,11 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
     agent,
     room: ctx.room,
     // Only the participant this job is for may talk to it; their memory is the one loaded.
-    inputOptions: { participantIdentity: participant.identity, audioEnabled: Boolean(config.speech), textEnabled: true },
+    inputOptions: {
+      participantIdentity: participant.identity,
+      audioEnabled: Boolean(config.speech),
+      textEnabled: true,
+    },
     outputOptions: { audioEnabled: Boolean(config.speech), transcriptionEnabled: true },
   });
 
@@ -210,15 +230,26 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
     const result = await pending.late;
     const afterMs = Math.round(performance.now() - startedAt);
     if (closed) {
-      logger.info({ userId: pending.userId, afterMs, available: result.available }, 'late memory arrived after the session closed');
+      logger.info(
+        { userId: pending.userId, afterMs, available: result.available },
+        'late memory arrived after the session closed',
+      );
       return;
     }
-    if (result.available) logReady(logger, result, 'late memory arrived: adding it to the running session', { afterMs });
-    else logger.error({ userId: pending.userId, afterMs, error: result.error.message }, 'late memory failed: continuing without it');
+    if (result.available)
+      logReady(logger, result, 'late memory arrived: adding it to the running session', { afterMs });
+    else
+      logger.error(
+        { userId: pending.userId, afterMs, error: result.error.message },
+        'late memory failed: continuing without it',
+      );
     try {
       await applyLateMemory(agent, config, result);
     } catch (error) {
-      logger.error({ userId: pending.userId, error: (error as Error).message }, 'could not add late memory to the session');
+      logger.error(
+        { userId: pending.userId, error: (error as Error).message },
+        'could not add late memory to the session',
+      );
     }
   }
 }
@@ -231,7 +262,12 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
 async function processMemory(proc: JobProcess<ProcessData>): Promise<MemoryStore | undefined> {
   if (proc.userData.memory) return proc.userData.memory;
   try {
-    proc.userData.memory = await openMemory({ embeddedRole: 'client', migrate: false, maxConnections: 2, embeddedWaitMs: 3000 });
+    proc.userData.memory = await openMemory({
+      embeddedRole: 'client',
+      migrate: false,
+      maxConnections: 2,
+      embeddedWaitMs: 3000,
+    });
     proc.userData.memoryError = undefined;
   } catch (error) {
     proc.userData.memoryError = error as Error;

@@ -70,7 +70,13 @@ async function memoryHealth(memory: MemoryStore, timeoutMs: number): Promise<Mem
   let timer: NodeJS.Timeout | undefined;
   const clock = new Promise<MemoryHealth>((resolve) => {
     timer = setTimeout(
-      () => resolve({ state: 'down', backend: memory.backend, latencyMs: timeoutMs, error: `TIMEOUT: no answer within ${timeoutMs} ms` }),
+      () =>
+        resolve({
+          state: 'down',
+          backend: memory.backend,
+          latencyMs: timeoutMs,
+          error: `TIMEOUT: no answer within ${timeoutMs} ms`,
+        }),
       timeoutMs,
     );
   });
@@ -98,7 +104,9 @@ async function startHealthServer(port: number, check: () => Promise<WorkerHealth
         res.end(req.method === 'HEAD' ? undefined : `${JSON.stringify(health)}\n`);
       },
       (error: unknown) => {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`health check failed: ${redactText((error as Error).message)}\n`);
+        res
+          .writeHead(500, { 'content-type': 'text/plain' })
+          .end(`health check failed: ${redactText((error as Error).message)}\n`);
       },
     );
   });
@@ -121,7 +129,10 @@ export function jobEntryPath(): string {
 
 /** /health as served: the backend's location and any error message without credentials. */
 function redactHealth(health: WorkerHealth, secrets: string[]): WorkerHealth {
-  const memory = { ...health.memory, backend: { ...health.memory.backend, location: redactText(health.memory.backend.location, secrets) } };
+  const memory = {
+    ...health.memory,
+    backend: { ...health.memory.backend, location: redactText(health.memory.backend.location, secrets) },
+  };
   if (memory.error !== undefined) memory.error = redactText(memory.error, secrets);
   return { ...health, memory };
 }
@@ -149,7 +160,14 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
         livekitRegistered(agentHttpPort, registeredOnce),
         memoryHealth(memory, config.memory.toolTimeoutMs),
       ]);
-      return redactHealth({ status: registered && memoryState.state === 'up' ? 'ok' : 'degraded', livekit: { registered }, memory: memoryState }, secrets);
+      return redactHealth(
+        {
+          status: registered && memoryState.state === 'up' ? 'ok' : 'degraded',
+          livekit: { registered },
+          memory: memoryState,
+        },
+        secrets,
+      );
     });
   } catch (error) {
     await memory.close();
@@ -198,7 +216,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
     await memory.close();
     throw error;
   }
-  progress(`worker registered: dispatch jobs to agent "${config.livekit.agentName}" (text-only: ${config.speech ? 'no' : 'yes'})`);
+  progress(
+    `worker registered: dispatch jobs to agent "${config.livekit.agentName}" (text-only: ${config.speech ? 'no' : 'yes'})`,
+  );
 
   let closing: Promise<void> | undefined;
   return {

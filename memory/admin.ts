@@ -38,13 +38,23 @@ export interface RotationReport {
  * reading old ones with MEMORY_ENCRYPTION_PREVIOUS_KEYS. Each row is replaced only if it did not
  * change since it was read; a row that did is read again.
  */
-export async function rotateSecrets(state: StoreState, batchSize: number = DEFAULTS.rotationBatch): Promise<RotationReport> {
+export async function rotateSecrets(
+  state: StoreState,
+  batchSize: number = DEFAULTS.rotationBatch,
+): Promise<RotationReport> {
   const cipher = state.cipher;
-  if (!cipher) throw new MemoryError('ENCRYPTION_KEY_MISSING', 'rotating secrets needs MEMORY_ENCRYPTION_KEY (the new key) and MEMORY_ENCRYPTION_PREVIOUS_KEYS (the old ones)');
+  if (!cipher)
+    throw new MemoryError(
+      'ENCRYPTION_KEY_MISSING',
+      'rotating secrets needs MEMORY_ENCRYPTION_KEY (the new key) and MEMORY_ENCRYPTION_PREVIOUS_KEYS (the old ones)',
+    );
   const report: RotationReport = { rotated: 0, failed: [], keyId: cipher.currentKeyId };
   const skip = new Set<string>();
   for (;;) {
-    const rows = await rpc(state.transport, 'memory_settings_to_rotate', { p_kid: cipher.currentKeyId, p_limit: batchSize + skip.size });
+    const rows = await rpc(state.transport, 'memory_settings_to_rotate', {
+      p_kid: cipher.currentKeyId,
+      p_limit: batchSize + skip.size,
+    });
     const todo = rows.filter((r) => !skip.has(`${r.user_id}/${r.tenant_id}`));
     if (todo.length === 0) return report;
     for (const row of todo) {
@@ -52,7 +62,13 @@ export async function rotateSecrets(state: StoreState, batchSize: number = DEFAU
       try {
         for (const [name, secret] of Object.entries(row.secrets as Record<string, EncryptedSecret>)) {
           const context = secretContext(row.user_id, row.tenant_id, name);
-          reencrypted[name] = secret.kid === cipher.currentKeyId ? secret : { ...cipher.encrypt(cipher.decrypt(secret, context, name), context), ...(secret.at ? { at: secret.at } : {}) };
+          reencrypted[name] =
+            secret.kid === cipher.currentKeyId
+              ? secret
+              : {
+                  ...cipher.encrypt(cipher.decrypt(secret, context, name), context),
+                  ...(secret.at ? { at: secret.at } : {}),
+                };
         }
       } catch (error) {
         skip.add(`${row.user_id}/${row.tenant_id}`);
@@ -80,7 +96,13 @@ export async function readProfile(state: StoreState, userId: string, identity: s
     user: json.user ? { ...toUser(json.user), authUserId: json.user.auth_user_id } : null,
     memoryCount: json.memory_count,
     settings: json.settings.map((s) => toSettings(s)!),
-    audit: json.audit.map((a) => ({ at: new Date(a.at), action: a.action, component: a.component, tenant: a.tenant_id, detail: a.detail })),
+    audit: json.audit.map((a) => ({
+      at: new Date(a.at),
+      action: a.action,
+      component: a.component,
+      tenant: a.tenant_id,
+      detail: a.detail,
+    })),
   };
 }
 
@@ -88,10 +110,21 @@ export async function readProfile(state: StoreState, userId: string, identity: s
  * Link a memory user to a Supabase Auth user (null unlinks), so that a person signed in as that
  * Auth user can reach this memory under Row Level Security. Audited.
  */
-export async function linkAuthUser(state: StoreState, userId: string, authUserId: string | null): Promise<{ previous: string | null }> {
+export async function linkAuthUser(
+  state: StoreState,
+  userId: string,
+  authUserId: string | null,
+): Promise<{ previous: string | null }> {
   if (authUserId !== null && !isUuid(authUserId)) {
-    throw new MemoryError('INVALID_OPTION', `auth user id ${JSON.stringify(authUserId)} is not a UUID (copy it from Authentication > Users)`);
+    throw new MemoryError(
+      'INVALID_OPTION',
+      `auth user id ${JSON.stringify(authUserId)} is not a UUID (copy it from Authentication > Users)`,
+    );
   }
-  const json = await rpc(state.transport, 'memory_link', { p_user_id: userId, p_auth_user_id: authUserId, p_component: state.component });
+  const json = await rpc(state.transport, 'memory_link', {
+    p_user_id: userId,
+    p_auth_user_id: authUserId,
+    p_component: state.component,
+  });
   return { previous: json.previous_auth_user_id };
 }

@@ -20,7 +20,9 @@ const MemoryEnvSchema = z.object({
   MEMORY_DATA_DIR: optional(z.string()),
   MEMORY_UUID_NAMESPACE: optional(z.uuid({ message: 'must be a UUID, e.g. ' + DNS_NAMESPACE })),
   MEMORY_MAX_VALUE_BYTES: optional(z.coerce.number().int().min(1).max(DEFAULTS.maxValueBytesCeiling)),
-  MEMORY_TENANT: optional(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1 to 128 letters, digits, _ . : or -')),
+  MEMORY_TENANT: optional(
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'must be 1 to 128 letters, digits, _ . : or -'),
+  ),
   SUPABASE_URL: optional(z.url({ message: 'must be your project URL, e.g. https://<project>.supabase.co' })),
   SUPABASE_SERVICE_ROLE_KEY: optional(z.string().min(20, 'must be the service_role key from the project API settings')),
 });

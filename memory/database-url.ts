@@ -39,8 +39,11 @@ function diagnose(url: string): string {
   // The host is after the last @ of the authority, unless the password holds an unencoded / or ?.
   const hostPort = rest.includes('@') ? rest.slice(rest.lastIndexOf('@') + 1).split(/[/?#]/, 1)[0]! : authority;
   if (/\s/.test(rest)) return 'it contains a space or other whitespace; percent-encode it (a space is %20)';
-  if (hostPort.startsWith('[') && !hostPort.includes(']')) return 'the IPv6 address is missing its closing ] (write it as [::1])';
-  const port = hostPort.startsWith('[') ? hostPort.slice(hostPort.indexOf(']') + 1).replace(/^:/, '') : hostPort.split(':')[1];
+  if (hostPort.startsWith('[') && !hostPort.includes(']'))
+    return 'the IPv6 address is missing its closing ] (write it as [::1])';
+  const port = hostPort.startsWith('[')
+    ? hostPort.slice(hostPort.indexOf(']') + 1).replace(/^:/, '')
+    : hostPort.split(':')[1];
   if (port !== undefined && port !== '' && !/^\d{1,5}$/.test(port)) return 'the port must be a number from 1 to 65535';
   if (port !== undefined && Number(port) > 65535) return 'the port must be a number from 1 to 65535';
   return 'percent-encode special characters in the user name and password (@ as %40, / as %2F, : as %3A, # as %23)';
@@ -48,7 +51,8 @@ function diagnose(url: string): string {
 
 /** `url` when it is a usable connection string; otherwise INVALID_CONFIG naming `name` (DATABASE_URL, --database-url, databaseUrl). */
 export function checkDatabaseUrl(url: unknown, name: string): string {
-  if (typeof url !== 'string') throw new MemoryError('INVALID_CONFIG', `${name} must be a string (a postgres:// connection string)`);
+  if (typeof url !== 'string')
+    throw new MemoryError('INVALID_CONFIG', `${name} must be a string (a postgres:// connection string)`);
   const problem = databaseUrlProblem(url);
   if (problem) throw new MemoryError('INVALID_CONFIG', `${name} ${problem}`);
   return url;

@@ -75,7 +75,9 @@ export async function readDiagnostics(transport: RpcTransport): Promise<Diagnost
     return fromJson(json, supabase ? 'ok' : 'not-applicable');
   } catch (error) {
     if (supabase && isMemoryError(error, 'SCHEMA_CACHE_STALE')) {
-      return { ...fromJson({ schema_version: null, rls: null, auth_foreign_keys: [], secrets_by_key_id: {} }, 'stale') };
+      return {
+        ...fromJson({ schema_version: null, rls: null, auth_foreign_keys: [], secrets_by_key_id: {} }, 'stale'),
+      };
     }
     if (supabase || !isMemoryError(error, 'SCHEMA_NOT_MIGRATED')) throw error;
     const sql = requireSql(transport, 'diagnosing an unmigrated database');

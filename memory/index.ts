@@ -1,13 +1,34 @@
 export { MemoryError, MEMORY_ERROR_CODES, isMemoryError, type MemoryErrorCode } from './errors.js';
 export { DNS_NAMESPACE, MAX_IDENTITY_BYTES, identityToUserId, parseNamespace } from './identity.js';
-export { CATEGORY_PATTERN, DEFAULT_MAX_VALUE_BYTES, MAX_KEY_CHARS, checkCategory, checkKey, checkValue } from './labels.js';
+export {
+  CATEGORY_PATTERN,
+  DEFAULT_MAX_VALUE_BYTES,
+  MAX_KEY_CHARS,
+  checkCategory,
+  checkKey,
+  checkValue,
+} from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
 export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
 export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
-export { MemoryStore, DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT, type BackendInfo, type RotationReport, type Profile } from './store.js';
+export {
+  MemoryStore,
+  DEFAULT_MEMORY_LIMIT,
+  MAX_MEMORY_LIMIT,
+  type BackendInfo,
+  type RotationReport,
+  type Profile,
+} from './store.js';
 export { MEMORY_TABLES, type Diagnostics } from './diagnostics.js';
-export { SecretCipher, parseKey, keyId, KEY_VARIABLE, PREVIOUS_KEYS_VARIABLE, type EncryptedSecret } from './settings/cipher.js';
+export {
+  SecretCipher,
+  parseKey,
+  keyId,
+  KEY_VARIABLE,
+  PREVIOUS_KEYS_VARIABLE,
+  type EncryptedSecret,
+} from './settings/cipher.js';
 export {
   AgentConfigSchema,
   DEFAULT_TENANT,
@@ -27,4 +48,10 @@ export { migrate, migrationStatus, loadMigrations, type Migration, type Migratio
 export type { EmbeddedRole } from './embedded/open-embedded.js';
 export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions, StoreReceipt } from './types.js';
 export { WriteClock, clockTime, isWriteClock } from './journal/clock.js';
-export { Journal, type JournalOp, type ReplayReport, type JournalProblem, type JournalInspection } from './journal/journal.js';
+export {
+  Journal,
+  type JournalOp,
+  type ReplayReport,
+  type JournalProblem,
+  type JournalInspection,
+} from './journal/journal.js';

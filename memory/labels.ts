@@ -10,7 +10,6 @@ export const DEFAULT_MAX_VALUE_BYTES = DEFAULTS.maxValueBytes;
 // line breaks into a memory block, so keys may not hold them.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
-
 export function checkCategory(category: unknown): string {
   if (typeof category !== 'string' || !CATEGORY_PATTERN.test(category)) {
     throw new MemoryError(
@@ -30,7 +29,8 @@ export function checkKey(key: unknown): string {
   }
   // Counted in code points, which is what a person means by "characters". A string's UTF-16
   // length is never below its code-point count, so short keys skip the count (hot path).
-  const length = key.length <= MAX_KEY_CHARS ? key.length - (key.match(/[\ud800-\udbff]/g)?.length ?? 0) : [...key].length;
+  const length =
+    key.length <= MAX_KEY_CHARS ? key.length - (key.match(/[\ud800-\udbff]/g)?.length ?? 0) : [...key].length;
   if (length < 1 || length > MAX_KEY_CHARS) {
     throw new MemoryError('INVALID_KEY', `key must be 1 to ${MAX_KEY_CHARS} characters, got ${length}`);
   }
@@ -45,7 +45,10 @@ export function checkValue(value: unknown, maxBytes: number): string {
     throw new MemoryError('INVALID_VALUE', `value must be a string, got ${typeof value}`);
   }
   if (!value.isWellFormed()) {
-    throw new MemoryError('INVALID_VALUE', 'value is not valid UTF-16 (it holds a lone surrogate), so it is not UTF-8 text');
+    throw new MemoryError(
+      'INVALID_VALUE',
+      'value is not valid UTF-16 (it holds a lone surrogate), so it is not UTF-8 text',
+    );
   }
   if (value.includes('\u0000')) {
     throw new MemoryError('INVALID_VALUE', 'value contains a NUL character, which PostgreSQL text cannot store');

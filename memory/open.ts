@@ -87,7 +87,11 @@ async function openTransport(
 export async function openMemory(options: OpenMemoryOptions = {}): Promise<MemoryStore> {
   const config = loadMemoryConfig(options.env ?? process.env);
   const namespace = parseNamespace(options.namespace ?? config.namespace);
-  const maxValueBytes = checkLimit(options.maxValueBytes ?? config.maxValueBytes, 'maxValueBytes', DEFAULTS.maxValueBytesCeiling);
+  const maxValueBytes = checkLimit(
+    options.maxValueBytes ?? config.maxValueBytes,
+    'maxValueBytes',
+    DEFAULTS.maxValueBytesCeiling,
+  );
   const tenant = checkTenant(options.tenant ?? config.tenant);
   const cipher = options.cipher ?? SecretCipher.fromEnv(options.env ?? process.env);
   const supabase = options.supabase ?? config.supabase;
@@ -98,13 +102,25 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   let journal: Journal | undefined;
   if (options.journal !== false) {
     try {
-      journal = await Journal.open({ dir: journalDir(options.dataDir ?? config.dataDir), target: journalTarget(transport), namespace, maxValueBytes });
+      journal = await Journal.open({
+        dir: journalDir(options.dataDir ?? config.dataDir),
+        target: journalTarget(transport),
+        namespace,
+        maxValueBytes,
+      });
     } catch (error) {
       await transport.close();
       throw error;
     }
   }
-  const store = new MemoryStore(transport, { namespace, maxValueBytes, cipher, tenant, component: options.component, journal });
+  const store = new MemoryStore(transport, {
+    namespace,
+    maxValueBytes,
+    cipher,
+    tenant,
+    component: options.component,
+    journal,
+  });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {
       if (transport.kind === 'supabase') await requireSchemaVersion(transport);
@@ -112,7 +128,11 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
     } catch (error) {
       // With the database unreachable and a journal to keep writes in, open anyway: writes wait in
       // the journal, and the replay migrates first once the database is back.
-      if (journal && transport.kind !== 'supabase' && (isMemoryError(error, 'BACKEND_UNAVAILABLE') || isMemoryError(error, 'TIMEOUT'))) {
+      if (
+        journal &&
+        transport.kind !== 'supabase' &&
+        (isMemoryError(error, 'BACKEND_UNAVAILABLE') || isMemoryError(error, 'TIMEOUT'))
+      ) {
         store.migrateBeforeReplay();
       } else {
         await store.close();

@@ -32,7 +32,10 @@ export function newestPending(ops: readonly JournalOp[], category: string, key: 
 }
 
 /** What a read of one key answers when a pending write and the database's state are both known. */
-export function resolvePending(pending: MemoryOp, db: { value: string | null; clock: string | null; deleted: string | null }): string | null {
+export function resolvePending(
+  pending: MemoryOp,
+  db: { value: string | null; clock: string | null; deleted: string | null },
+): string | null {
   const dbClock = [db.clock ?? '', db.deleted ?? ''].sort().at(-1)!;
   if (pending.clock > dbClock) return pending.op === 'store' ? pending.value : null;
   return db.value;
@@ -55,7 +58,14 @@ export function mergePending(rows: MemoryRow[], pending: readonly JournalOp[], c
       continue;
     }
     const at = clockTime(op.clock);
-    const row = { category: op.category, key: op.key, value: op.value, created_at: at, updated_at: at, clock: op.clock };
+    const row = {
+      category: op.category,
+      key: op.key,
+      value: op.value,
+      created_at: at,
+      updated_at: at,
+      clock: op.clock,
+    };
     byKey.set(slot(op.category, op.key), row);
     overlay.push(row);
   }

@@ -44,7 +44,8 @@ export function isSecretParam(name: string): boolean {
 }
 
 /** Supabase keys (JWTs, and the newer sb_secret_ / sb_publishable_ keys) wherever they appear in text. */
-const SUPABASE_KEY = /\b(?:eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+|sb_(?:secret|publishable)_[A-Za-z0-9_-]{8,})/g;
+const SUPABASE_KEY =
+  /\b(?:eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+|sb_(?:secret|publishable)_[A-Za-z0-9_-]{8,})/g;
 
 /** One URL with its credentials replaced by ***; a URL that does not parse is cut to its scheme. */
 export function redactUrl(url: string): string {
@@ -59,11 +60,14 @@ export function redactUrl(url: string): string {
   if (parsed.password) parsed.password = REDACTED;
   // Pair by pair on the raw query, so that everything not secret stays exactly as written.
   if (parsed.search.length > 1) {
-    const pairs = parsed.search.slice(1).split('&').map((pair) => {
-      const at = pair.indexOf('=');
-      const name = decodeURIComponentSafe((at < 0 ? pair : pair.slice(0, at)).replace(/\+/g, ' '));
-      return isSecretParam(name) && at >= 0 ? `${pair.slice(0, at)}=${REDACTED}` : pair;
-    });
+    const pairs = parsed.search
+      .slice(1)
+      .split('&')
+      .map((pair) => {
+        const at = pair.indexOf('=');
+        const name = decodeURIComponentSafe((at < 0 ? pair : pair.slice(0, at)).replace(/\+/g, ' '));
+        return isSecretParam(name) && at >= 0 ? `${pair.slice(0, at)}=${REDACTED}` : pair;
+      });
     parsed.search = pairs.join('&');
   }
   if (parsed.hash) parsed.hash = '';
@@ -94,7 +98,9 @@ export function redactText(text: string, secrets: Iterable<string | undefined> =
   out = out.replace(SUPABASE_KEY, REDACTED);
   // Longest first, so that a secret containing another is replaced whole. Very short values
   // (under 4 characters) would blank ordinary words; they are too weak to be worth hiding anyway.
-  const known = [...new Set([...secrets].filter((s): s is string => typeof s === 'string' && s.length >= 4))].sort((a, b) => b.length - a.length);
+  const known = [...new Set([...secrets].filter((s): s is string => typeof s === 'string' && s.length >= 4))].sort(
+    (a, b) => b.length - a.length,
+  );
   for (const secret of known) out = out.split(secret).join(REDACTED);
   return out;
 }

@@ -13,11 +13,22 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
   const t = state.transport;
   switch (op.op) {
     case 'store': {
-      const result = await rpc(t, 'memory_store', { p_user_id: op.userId, p_category: op.category, p_key: op.key, p_value: op.value, p_clock: op.clock });
+      const result = await rpc(t, 'memory_store', {
+        p_user_id: op.userId,
+        p_category: op.category,
+        p_key: op.key,
+        p_value: op.value,
+        p_clock: op.clock,
+      });
       return result.applied ? 'applied' : 'older';
     }
     case 'forget':
-      await rpc(t, 'memory_forget', { p_user_id: op.userId, p_category: op.category, p_key: op.key, p_clock: op.clock });
+      await rpc(t, 'memory_forget', {
+        p_user_id: op.userId,
+        p_category: op.category,
+        p_key: op.key,
+        p_clock: op.clock,
+      });
       return 'applied';
     case 'settings': {
       const kids = Object.values(op.secrets).map((s) => s.kid);

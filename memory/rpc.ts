@@ -60,14 +60,22 @@ export const RPC = {
     result: z.object({
       user: UserJson,
       first_session: z.boolean(),
-      memories: z.array(MemoryRowJson).nullable().transform((m) => m ?? []),
+      memories: z
+        .array(MemoryRowJson)
+        .nullable()
+        .transform((m) => m ?? []),
       settings: SettingsJson.nullable(),
     }),
   },
   memory_provision: { shape: 'value', result: UserJson },
   memory_store: {
     shape: 'value',
-    result: z.object({ applied: z.boolean(), clock: z.string(), updated_at: time.nullish(), current_clock: z.string().nullish() }),
+    result: z.object({
+      applied: z.boolean(),
+      clock: z.string(),
+      updated_at: time.nullish(),
+      current_clock: z.string().nullish(),
+    }),
   },
   memory_retrieve: { shape: 'value', result: z.string().nullable() },
   memory_get: {
@@ -82,7 +90,9 @@ export const RPC = {
   memory_audit: { shape: 'value', result: z.unknown() },
   memory_settings_to_rotate: {
     shape: 'rows',
-    result: z.array(z.object({ user_id: z.string(), tenant_id: z.string(), secrets: EncryptedSecretsJson, version: count })),
+    result: z.array(
+      z.object({ user_id: z.string(), tenant_id: z.string(), secrets: EncryptedSecretsJson, version: count }),
+    ),
   },
   memory_replace_secrets: { shape: 'value', result: z.boolean() },
   memory_link: { shape: 'value', result: z.object({ previous_auth_user_id: z.string().nullable() }) },
@@ -91,8 +101,14 @@ export const RPC = {
     result: z.object({
       user: UserJson.extend({ auth_user_id: z.string().nullable() }).nullable(),
       memory_count: count,
-      settings: z.array(SettingsJson).nullable().transform((s) => s ?? []),
-      audit: z.array(AuditJson).nullable().transform((a) => a ?? []),
+      settings: z
+        .array(SettingsJson)
+        .nullable()
+        .transform((s) => s ?? []),
+      audit: z
+        .array(AuditJson)
+        .nullable()
+        .transform((a) => a ?? []),
     }),
   },
   memory_diagnostics: {
@@ -100,8 +116,14 @@ export const RPC = {
     result: z.object({
       schema_version: z.string().nullable(),
       rls: z.record(z.string(), z.boolean()).nullable(),
-      auth_foreign_keys: z.array(z.object({ table: z.string(), constraint: z.string() })).nullable().transform((f) => f ?? []),
-      secrets_by_key_id: z.record(z.string(), count).nullable().transform((s) => s ?? {}),
+      auth_foreign_keys: z
+        .array(z.object({ table: z.string(), constraint: z.string() }))
+        .nullable()
+        .transform((f) => f ?? []),
+      secrets_by_key_id: z
+        .record(z.string(), count)
+        .nullable()
+        .transform((s) => s ?? {}),
     }),
   },
   memory_schema_version: { shape: 'value', result: z.string().nullable() },
@@ -133,9 +155,21 @@ export interface RpcArgs {
     p_key_ids: string[] | null;
   };
   memory_get_settings: { p_user_id: Uuid; p_tenant_id: string };
-  memory_audit: { p_user_id: Uuid; p_tenant_id: string | null; p_action: string; p_component: string; p_detail: JsonArg };
+  memory_audit: {
+    p_user_id: Uuid;
+    p_tenant_id: string | null;
+    p_action: string;
+    p_component: string;
+    p_detail: JsonArg;
+  };
   memory_settings_to_rotate: { p_kid: string; p_limit: number };
-  memory_replace_secrets: { p_user_id: Uuid; p_tenant_id: string; p_secrets: JsonArg; p_expected_version: number; p_component: string };
+  memory_replace_secrets: {
+    p_user_id: Uuid;
+    p_tenant_id: string;
+    p_secrets: JsonArg;
+    p_expected_version: number;
+    p_component: string;
+  };
   memory_link: { p_user_id: Uuid; p_auth_user_id: Uuid | null; p_component: string };
   memory_profile: { p_user_id: Uuid };
   memory_diagnostics: Record<string, never>;

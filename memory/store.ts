@@ -46,7 +46,9 @@ export function rpcTransportOf(store: MemoryStore): RpcTransport {
  * Settings whose stored form no longer passes validation (changed outside this library) do not
  * cost the caller their memory: the session starts without them and says why.
  */
-function sessionSettings(row: RpcResult<'memory_start_session'>['settings']): Pick<SessionStart, 'settings' | 'settingsError'> {
+function sessionSettings(
+  row: RpcResult<'memory_start_session'>['settings'],
+): Pick<SessionStart, 'settings' | 'settingsError'> {
   try {
     return { settings: toSettings(row) };
   } catch (error) {
@@ -131,29 +133,45 @@ export class MemoryStore {
   /** Provision a user without starting a session (for administrative writes). One round trip. */
   async provision(identity: string): Promise<User> {
     const userId = this.userIdFor(identity);
-    const user = await this.#provisioning(identity, userId, 'memory_provision', { p_user_id: userId, p_identity: identity });
+    const user = await this.#provisioning(identity, userId, 'memory_provision', {
+      p_user_id: userId,
+      p_identity: identity,
+    });
     this.#checkOwnUser(user, identity, userId);
     return toUser(user);
   }
 
-  async #provisioning<F extends 'memory_start_session' | 'memory_provision'>(identity: string, userId: string, fn: F, args: RpcArgs[F]): Promise<RpcResult<F>> {
-    if (this.#state.closed) throw new MemoryError('CLOSED', 'the memory store was closed; open a new one with openMemory()');
+  async #provisioning<F extends 'memory_start_session' | 'memory_provision'>(
+    identity: string,
+    userId: string,
+    fn: F,
+    args: RpcArgs[F],
+  ): Promise<RpcResult<F>> {
+    if (this.#state.closed)
+      throw new MemoryError('CLOSED', 'the memory store was closed; open a new one with openMemory()');
     try {
       return await rpc(this.#state.transport, fn, args);
     } catch (error) {
       if (isMemoryError(error, 'BACKEND_UNAVAILABLE')) throw error;
       const reason = isMemoryError(error) ? error.code : 'DATABASE_ERROR';
-      throw new MemoryError('PROVISIONING_FAILED', `could not provision ${JSON.stringify(identity)} as ${userId}: ${(error as Error).message}`, {
-        cause: error,
-        reason,
-      });
+      throw new MemoryError(
+        'PROVISIONING_FAILED',
+        `could not provision ${JSON.stringify(identity)} as ${userId}: ${(error as Error).message}`,
+        {
+          cause: error,
+          reason,
+        },
+      );
     }
   }
 
   /** Belt and braces: whatever the database returned, a caller is only ever handed its own user. */
   #checkOwnUser(user: UserRow, identity: string, userId: string): void {
     if (user.id !== userId || user.identity !== identity) {
-      throw new MemoryError('PROVISIONING_FAILED', `could not provision ${JSON.stringify(identity)}: the database returned no matching user`);
+      throw new MemoryError(
+        'PROVISIONING_FAILED',
+        `could not provision ${JSON.stringify(identity)}: the database returned no matching user`,
+      );
     }
   }
 
@@ -171,7 +189,9 @@ export class MemoryStore {
     try {
       expected = this.userIdFor(user.identity);
     } catch (error) {
-      throw new MemoryError('USER_MISMATCH', `forUser needs a user from startSession: ${(error as Error).message}`, { cause: error });
+      throw new MemoryError('USER_MISMATCH', `forUser needs a user from startSession: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     if (user.id !== expected) {
       throw new MemoryError(

@@ -36,7 +36,11 @@ export async function ensureAuthUser(
   // Already there (created earlier, or by someone else): use it if it is the same id.
   const existing = await client.auth.admin.getUserById(userId);
   if (!existing.error && existing.data.user) return existing.data.user.id;
-  throw new MemoryError('PROVISIONING_FAILED', `could not create the Supabase Auth user for ${JSON.stringify(identity)}: ${created.error.message}`, {
-    cause: created.error,
-  });
+  throw new MemoryError(
+    'PROVISIONING_FAILED',
+    `could not create the Supabase Auth user for ${JSON.stringify(identity)}: ${created.error.message}`,
+    {
+      cause: created.error,
+    },
+  );
 }

@@ -51,7 +51,14 @@ export class UserMemory {
     const { id: userId, identity } = this.user;
     const written = await writeOrJournal(
       this.#state,
-      (transport) => rpc(transport, 'memory_store', { p_user_id: userId, p_category: category, p_key: key, p_value: value, p_clock: null }),
+      (transport) =>
+        rpc(transport, 'memory_store', {
+          p_user_id: userId,
+          p_category: category,
+          p_key: key,
+          p_value: value,
+          p_clock: null,
+        }),
       (clock) => ({ op: 'store', userId, identity, category, key, value, clock }),
     );
     if (written.via === 'journal') {
@@ -86,8 +93,14 @@ export class UserMemory {
   async list(options: ListOptions = {}): Promise<Memory[]> {
     if (options.category !== undefined) checkCategory(options.category);
     const limit = checkLimit(options.limit ?? DEFAULTS.listLimit, 'limit', MAX_LIST_LIMIT);
-    const rows = await rpc(liveTransport(this.#state), 'memory_list', { p_user_id: this.user.id, p_category: options.category ?? null, p_limit: limit });
-    return mergePending(rows, await this.#pending(), options.category).slice(0, limit).map(toMemory);
+    const rows = await rpc(liveTransport(this.#state), 'memory_list', {
+      p_user_id: this.user.id,
+      p_category: options.category ?? null,
+      p_limit: limit,
+    });
+    return mergePending(rows, await this.#pending(), options.category)
+      .slice(0, limit)
+      .map(toMemory);
   }
 
   /**
@@ -100,7 +113,8 @@ export class UserMemory {
     const { id: userId, identity } = this.user;
     const written = await writeOrJournal(
       this.#state,
-      (transport) => rpc(transport, 'memory_forget', { p_user_id: userId, p_category: category, p_key: key, p_clock: null }),
+      (transport) =>
+        rpc(transport, 'memory_forget', { p_user_id: userId, p_category: category, p_key: key, p_clock: null }),
       (clock) => ({ op: 'forget', userId, identity, category, key, clock }),
     );
     if (written.via === 'journal') {

@@ -14,7 +14,10 @@ type SettingsOp = Extract<JournalOp, { op: 'settings' }>;
 
 function requireCipher(state: StoreState, action: string): SecretCipher {
   if (!state.cipher) {
-    throw new MemoryError('ENCRYPTION_KEY_MISSING', `${action} needs ${KEY_VARIABLE}: set it to 32 random bytes (openssl rand -base64 32)`);
+    throw new MemoryError(
+      'ENCRYPTION_KEY_MISSING',
+      `${action} needs ${KEY_VARIABLE}: set it to 32 random bytes (openssl rand -base64 32)`,
+    );
   }
   return state.cipher;
 }
@@ -25,9 +28,16 @@ function requireCipher(state: StoreState, action: string): SecretCipher {
  * conflict target, so repeated and concurrent saves update one row. A save that would leave the
  * row with a secret no configured key can read (a wrong MEMORY_ENCRYPTION_KEY) is refused.
  */
-export async function saveSettings(state: StoreState, user: UserRef, input: SaveSettingsInput): Promise<StoredSettings> {
+export async function saveSettings(
+  state: StoreState,
+  user: UserRef,
+  input: SaveSettingsInput,
+): Promise<StoredSettings> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new MemoryError('INVALID_SETTINGS', 'saveSettings needs an object such as { config, secrets, removeSecrets }');
+    throw new MemoryError(
+      'INVALID_SETTINGS',
+      'saveSettings needs an object such as { config, secrets, removeSecrets }',
+    );
   }
   const tenant = checkTenant(input.tenant ?? state.tenant);
   const config = input.config === undefined ? undefined : checkConfig(input.config);
@@ -81,8 +91,14 @@ export async function saveSettings(state: StoreState, user: UserRef, input: Save
 }
 
 /** Saves of one tenant still waiting in the journal, oldest first, laid over the stored settings. */
-function overlaySettings(stored: StoredSettings | null, tenant: string, pending: readonly JournalOp[]): StoredSettings | null {
-  const ops = pending.filter((op): op is SettingsOp => op.op === 'settings' && op.tenant === tenant).sort((a, b) => (a.clock < b.clock ? -1 : 1));
+function overlaySettings(
+  stored: StoredSettings | null,
+  tenant: string,
+  pending: readonly JournalOp[],
+): StoredSettings | null {
+  const ops = pending
+    .filter((op): op is SettingsOp => op.op === 'settings' && op.tenant === tenant)
+    .sort((a, b) => (a.clock < b.clock ? -1 : 1));
   if (ops.length === 0) return stored;
   let merged: StoredSettings = stored ?? {
     tenant,
@@ -95,10 +111,11 @@ function overlaySettings(stored: StoredSettings | null, tenant: string, pending:
   for (const op of ops) {
     const secrets = { ...merged.encryptedSecrets };
     for (const name of op.removeSecrets) if ((secrets[name]?.at ?? '') < op.clock) delete secrets[name];
-    for (const [name, secret] of Object.entries(op.secrets)) if ((secrets[name]?.at ?? '') <= (secret.at ?? op.clock)) secrets[name] = secret;
+    for (const [name, secret] of Object.entries(op.secrets))
+      if ((secrets[name]?.at ?? '') <= (secret.at ?? op.clock)) secrets[name] = secret;
     merged = {
       ...merged,
-      config: op.config ? (op.config) : merged.config,
+      config: op.config ? op.config : merged.config,
       encryptedSecrets: secrets,
       secretNames: Object.keys(secrets).sort(),
       updatedAt: clockTime(op.clock),
@@ -111,7 +128,9 @@ function overlaySettings(stored: StoredSettings | null, tenant: string, pending:
 /** A user's settings for a tenant, secrets still encrypted; null when none were saved. */
 export async function getSettings(state: StoreState, user: UserRef, tenant?: string): Promise<StoredSettings | null> {
   const t = checkTenant(tenant ?? state.tenant);
-  const stored = toSettings(await rpc(liveTransport(state), 'memory_get_settings', { p_user_id: user.id, p_tenant_id: t }));
+  const stored = toSettings(
+    await rpc(liveTransport(state), 'memory_get_settings', { p_user_id: user.id, p_tenant_id: t }),
+  );
   const pending = state.journal ? await state.journal.pendingFor(user.id) : [];
   return overlaySettings(stored, t, pending);
 }
@@ -120,7 +139,11 @@ export async function getSettings(state: StoreState, user: UserRef, tenant?: str
  * Decrypt the secrets of settings read for this user. A failure is recorded in the audit log
  * (names and key ids only) and raised as DECRYPTION_FAILED or ENCRYPTION_KEY_MISSING.
  */
-export async function revealSecrets(state: StoreState, user: UserRef, settings: StoredSettings): Promise<Record<string, string>> {
+export async function revealSecrets(
+  state: StoreState,
+  user: UserRef,
+  settings: StoredSettings,
+): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   try {
     const cipher = requireCipher(state, 'reading secrets');

@@ -1,5 +1,17 @@
-export { resolveIdentity, IdentityResolutionError, SIP_PHONE_NUMBER_ATTRIBUTE, type IdentitySource, type ParticipantLike } from './identity.js';
-export { renderMemoryBlock, quoteMemoryText, MEMORY_BLOCK_OPEN, MEMORY_BLOCK_CLOSE, type MemoryBlockOptions } from './memory-block.js';
+export {
+  resolveIdentity,
+  IdentityResolutionError,
+  SIP_PHONE_NUMBER_ATTRIBUTE,
+  type IdentitySource,
+  type ParticipantLike,
+} from './identity.js';
+export {
+  renderMemoryBlock,
+  quoteMemoryText,
+  MEMORY_BLOCK_OPEN,
+  MEMORY_BLOCK_CLOSE,
+  type MemoryBlockOptions,
+} from './memory-block.js';
 export {
   createMemoryTools,
   DEFAULT_CATEGORIES,

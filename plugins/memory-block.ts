@@ -20,7 +20,10 @@ const PREAMBLE =
  * block, open a new tag, or start a line of its own that reads like an instruction.
  */
 export function quoteMemoryText(text: string): string {
-  return JSON.stringify(text).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(text).replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function line(memory: Memory): string {

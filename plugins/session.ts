@@ -1,4 +1,11 @@
-import { MemoryError, type Memory, type MemoryStore, type StoredSettings, type User, type UserMemory } from '../memory/index.js';
+import {
+  MemoryError,
+  type Memory,
+  type MemoryStore,
+  type StoredSettings,
+  type User,
+  type UserMemory,
+} from '../memory/index.js';
 import { resolveIdentity, type IdentitySource, type ParticipantLike } from './identity.js';
 import { renderMemoryBlock, type MemoryBlockOptions } from './memory-block.js';
 import { createMemoryTools, type MemoryTools, type MemoryToolsOptions } from './tools.js';
@@ -87,7 +94,10 @@ function failed(identity: string | undefined, error: unknown): UserMemoryFailed 
 }
 
 /** Provision and load; never rejects. */
-async function provision(options: StartUserMemoryOptions, identity: string): Promise<UserMemoryReady | UserMemoryFailed> {
+async function provision(
+  options: StartUserMemoryOptions,
+  identity: string,
+): Promise<UserMemoryReady | UserMemoryFailed> {
   try {
     const memoryLimit = options.memoryLimit ?? options.block?.maxEntries ?? 20;
     const session = await options.memory.startSession(identity, { memoryLimit, tenant: options.tenant });

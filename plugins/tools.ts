@@ -30,7 +30,8 @@ function explain(action: string, kind: 'read' | 'write', error: unknown): string
   const tell = kind === 'write' ? 'Tell the user it was not done' : 'Tell the user you cannot check right now';
   if (error instanceof MemoryError) {
     if (error.isInputError) return `Could not ${action}: ${error.message}. Fix the arguments and try again.`;
-    if (error.code === 'TIMEOUT') return `Could not ${action}: memory is slow right now (TIMEOUT). ${tell} and carry on.`;
+    if (error.code === 'TIMEOUT')
+      return `Could not ${action}: memory is slow right now (TIMEOUT). ${tell} and carry on.`;
     return `Could not ${action}: memory is unavailable right now (${error.code}). ${tell} and carry on.`;
   }
   return `Could not ${action}: memory is unavailable right now. ${tell} and carry on.`;
@@ -134,7 +135,8 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
       execute: ({ category: c }) =>
         answer('list memories', 'read', timeoutMs, async () => {
           const memories = await handle.list({ category: c, limit: listLimit });
-          if (memories.length === 0) return c ? `Nothing is stored in ${c} for this user.` : 'Nothing is stored for this user yet.';
+          if (memories.length === 0)
+            return c ? `Nothing is stored in ${c} for this user.` : 'Nothing is stored for this user yet.';
           return memories.map((m) => `${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`).join('\n');
         }),
     }),

@@ -139,9 +139,12 @@ async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: stri
   row['retrieve p50 ms'] = fmt(retrieve.p50);
   row['retrieve p99 ms'] = fmt(retrieve.p99);
 
-  const mixed = (i: number) => (i % 2 ? alice.store('TASK', `t-${i % 1000}`, `v${i}`) : alice.retrieve('TASK', `t-${i % 1000}`));
+  const mixed = (i: number) =>
+    i % 2 ? alice.store('TASK', `t-${i % 1000}`, `v${i}`) : alice.retrieve('TASK', `t-${i % 1000}`);
   if (!langgraphUrl) {
-    row['put/get ops/s (8 callers, median of 5)'] = Math.round(median(await rounds(5, () => throughput(ITERATIONS * 2, 8, mixed))));
+    row['put/get ops/s (8 callers, median of 5)'] = Math.round(
+      median(await rounds(5, () => throughput(ITERATIONS * 2, 8, mixed))),
+    );
   } else {
     log(`[${name}] LangGraph PostgresStore on the same database, alternating with ours...`);
     const lg = new PostgresStore({ connectionOptions: { connectionString: langgraphUrl, max: 10 } });
@@ -150,7 +153,8 @@ async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: stri
     const put = await timeEach(ITERATIONS, (i) => lg.put(ns, `key-${i % 500}`, { value: `value ${i}` }));
     const get = await timeEach(ITERATIONS, (i) => lg.get(ns, `key-${Math.abs(i) % 500}`));
     const lgNs = ['users', alice.user.id, 'TASK'];
-    const lgMixed = (i: number) => (i % 2 ? lg.put(lgNs, `t-${i % 1000}`, { value: `v${i}` }) : lg.get(lgNs, `t-${i % 1000}`));
+    const lgMixed = (i: number) =>
+      i % 2 ? lg.put(lgNs, `t-${i % 1000}`, { value: `v${i}` }) : lg.get(lgNs, `t-${i % 1000}`);
     // Alternate the two so that both see the same machine load; this box's noise is large.
     const ours: number[] = [];
     const theirs: number[] = [];
@@ -176,18 +180,28 @@ async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: stri
      select $1, 'FACT', 'k' || g, 'value ' || g from generate_series(1, 100000) g`,
     [heavy.user.id],
   );
-  const light = await timeEach(Math.min(ITERATIONS, 1000), () => memory.startSession('bench-alice@example.com', { memoryLimit: 20 }));
-  const big = await timeEach(Math.min(ITERATIONS, 1000), () => memory.startSession('bench-heavy@example.com', { memoryLimit: 20 }));
+  const light = await timeEach(Math.min(ITERATIONS, 1000), () =>
+    memory.startSession('bench-alice@example.com', { memoryLimit: 20 }),
+  );
+  const big = await timeEach(Math.min(ITERATIONS, 1000), () =>
+    memory.startSession('bench-heavy@example.com', { memoryLimit: 20 }),
+  );
   row['100k-memory session start p50 ms'] = fmt(big.p50);
   row['100k vs 10 memories (p50 ratio)'] = (big.p50 / light.p50).toFixed(2);
 
   log(`[${name}] 1,000 sessions at once (100 of them one identity)...`);
-  const identities = Array.from({ length: 1000 }, (_, i) => (i < 100 ? 'bench-crowd-same@example.com' : `bench-crowd-${i}@example.com`));
+  const identities = Array.from({ length: 1000 }, (_, i) =>
+    i < 100 ? 'bench-crowd-same@example.com' : `bench-crowd-${i}@example.com`,
+  );
   const start = performance.now();
-  const settled = await Promise.allSettled(identities.map((identity) => memory.startSession(identity, { memoryLimit: 5 })));
+  const settled = await Promise.allSettled(
+    identities.map((identity) => memory.startSession(identity, { memoryLimit: 5 })),
+  );
   row['1,000 concurrent sessions ms'] = Math.round(performance.now() - start);
   const failures = settled.filter((s) => s.status === 'rejected').length;
-  const wrongUser = settled.filter((s, i) => s.status === 'fulfilled' && s.value.user.identity !== identities[i]).length;
+  const wrongUser = settled.filter(
+    (s, i) => s.status === 'fulfilled' && s.value.user.identity !== identities[i],
+  ).length;
   const sameRows = await transportOf(memory).query<{ n: number }>(
     "select count(*)::int as n from public.memory_users where identity = 'bench-crowd-same@example.com'",
   );
@@ -210,8 +224,14 @@ try {
     } else if (backend === 'embedded' || backend === 'embedded-socket') {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-bench-'));
       cleanups.push(() => Promise.resolve(fs.rmSync(dir, { recursive: true, force: true })));
-      const owner = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'owner', serve: backend === 'embedded-socket' });
-      const memory = backend === 'embedded' ? owner : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
+      const owner = await openMemory({
+        env: {},
+        dataDir: dir,
+        embeddedRole: 'owner',
+        serve: backend === 'embedded-socket',
+      });
+      const memory =
+        backend === 'embedded' ? owner : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
       await benchStore(backend, memory);
       if (memory !== owner) await memory.close();
       await owner.close();

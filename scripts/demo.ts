@@ -51,7 +51,11 @@ try {
     env: {
       ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
       ...(realModel
-        ? { OPENAI_API_KEY: process.env.OPENAI_API_KEY, OPENAI_BASE_URL: process.env.OPENAI_BASE_URL ?? '', LLM_MODEL: process.env.LLM_MODEL ?? '' }
+        ? {
+            OPENAI_API_KEY: process.env.OPENAI_API_KEY,
+            OPENAI_BASE_URL: process.env.OPENAI_BASE_URL ?? '',
+            LLM_MODEL: process.env.LLM_MODEL ?? '',
+          }
         : {}),
     },
   });

@@ -43,9 +43,12 @@ try {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  if (!values.identity) throw new AgentConfigError('--identity is required (the participant identity, e.g. alice@example.com)');
-  if (values.tenant !== undefined && values.metadata !== undefined) throw new AgentConfigError('give --tenant or --metadata, not both');
-  if (values.tenant !== undefined && !TENANT_PATTERN.test(values.tenant)) throw new AgentConfigError(`--tenant ${JSON.stringify(values.tenant)} is invalid: use letters, digits, _ . : or -`);
+  if (!values.identity)
+    throw new AgentConfigError('--identity is required (the participant identity, e.g. alice@example.com)');
+  if (values.tenant !== undefined && values.metadata !== undefined)
+    throw new AgentConfigError('give --tenant or --metadata, not both');
+  if (values.tenant !== undefined && !TENANT_PATTERN.test(values.tenant))
+    throw new AgentConfigError(`--tenant ${JSON.stringify(values.tenant)} is invalid: use letters, digits, _ . : or -`);
   const metadata = values.tenant !== undefined ? JSON.stringify({ tenant: values.tenant }) : values.metadata;
   const url = process.env.LIVEKIT_URL || DEFAULT_LIVEKIT_URL;
   const room = values.room ?? `memory-${randomBytes(4).toString('hex')}`;
@@ -61,9 +64,13 @@ try {
   });
   const meet = `https://meet.livekit.io/custom?liveKitUrl=${encodeURIComponent(url)}&token=${encodeURIComponent(token)}`;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ url, room, identity: values.identity, agentName, token, meet }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ url, room, identity: values.identity, agentName, token, meet }, null, 2)}\n`,
+    );
   } else {
-    process.stdout.write(`LIVEKIT_URL=${url}\nROOM=${room}\nIDENTITY=${values.identity}\nAGENT=${agentName}\nTOKEN=${token}\n\nLiveKit Meet: ${meet}\n`);
+    process.stdout.write(
+      `LIVEKIT_URL=${url}\nROOM=${room}\nIDENTITY=${values.identity}\nAGENT=${agentName}\nTOKEN=${token}\n\nLiveKit Meet: ${meet}\n`,
+    );
   }
 } catch (error) {
   process.stderr.write(`token: ${(error as Error).message}\n`);

@@ -26,7 +26,10 @@ export function checkPrivateDataDir(dataDir: string): void {
   if (uid === undefined) return; // no POSIX owners here (Windows)
   const stat = fs.statSync(dataDir);
   if (!stat.isDirectory()) {
-    throw new MemoryError('DATA_DIR_UNSAFE', `MEMORY_DATA_DIR ${dataDir} is not a folder: point MEMORY_DATA_DIR at a folder (it is created if missing)`);
+    throw new MemoryError(
+      'DATA_DIR_UNSAFE',
+      `MEMORY_DATA_DIR ${dataDir} is not a folder: point MEMORY_DATA_DIR at a folder (it is created if missing)`,
+    );
   }
   if (stat.uid !== uid) {
     throw new MemoryError(

@@ -8,7 +8,14 @@ import { createPgliteTransport } from '../transports/pglite.js';
 import { createPostgresTransport } from '../transports/postgres.js';
 import type { SqlTransport } from '../transports/transport.js';
 import { Gate } from './gate.js';
-import { checkPrivateDataDir, readOwnerInfo, removeOwnerInfo, tryLockDataDir, writeOwnerInfo, type OwnerInfo } from './lock.js';
+import {
+  checkPrivateDataDir,
+  readOwnerInfo,
+  removeOwnerInfo,
+  tryLockDataDir,
+  writeOwnerInfo,
+  type OwnerInfo,
+} from './lock.js';
 import { DEFAULTS } from '../defaults.js';
 import { EmbeddedSocketServer } from './socket-server.js';
 

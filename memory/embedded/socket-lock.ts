@@ -47,7 +47,8 @@ interface Address {
  * on Linux (the kernel resolves it to the same file); elsewhere undefined (pid-file fallback).
  */
 function socketAddress(lockPath: string): Address | undefined {
-  if (Buffer.byteLength(lockPath) <= MAX_SOCKET_PATH) return { path: lockPath, retain: () => () => {}, close: () => {} };
+  if (Buffer.byteLength(lockPath) <= MAX_SOCKET_PATH)
+    return { path: lockPath, retain: () => () => {}, close: () => {} };
   if (process.platform !== 'linux') return undefined;
   const fd = fs.openSync(path.dirname(lockPath), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   let holders = 1; // the address itself, until close()
@@ -75,7 +76,9 @@ function socketAddress(lockPath: string): Address | undefined {
 async function bind(address: Address): Promise<Lock | undefined> {
   const server = net.createServer((socket) => socket.destroy());
   const bound = await new Promise<boolean>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error)));
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'EADDRINUSE' ? resolve(false) : reject(error),
+    );
     server.listen(address.path, () => resolve(true));
   });
   if (!bound) return undefined;

@@ -1,7 +1,13 @@
 import net from 'node:net';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Gate } from './gate.js';
-import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, SSL_REQUEST_CODE, splitMessages, type FrontendMessage } from './wire.js';
+import {
+  CANCEL_REQUEST_CODE,
+  GSSENC_REQUEST_CODE,
+  SSL_REQUEST_CODE,
+  splitMessages,
+  type FrontendMessage,
+} from './wire.js';
 
 export interface EmbeddedSocketServerOptions {
   /**

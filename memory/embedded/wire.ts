@@ -17,7 +17,10 @@ export interface FrontendMessage {
  * Split a buffer into complete messages. `startup` is true until the startup packet has been seen:
  * packets before it have no type byte. Returns the messages and the unconsumed rest.
  */
-export function splitMessages(buffer: Buffer, startup: boolean): { messages: FrontendMessage[]; rest: Buffer; startup: boolean } {
+export function splitMessages(
+  buffer: Buffer,
+  startup: boolean,
+): { messages: FrontendMessage[]; rest: Buffer; startup: boolean } {
   const messages: FrontendMessage[] = [];
   let offset = 0;
   let inStartup = startup;

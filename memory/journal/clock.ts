@@ -34,7 +34,8 @@ export class WriteClock {
   #seq = 0;
 
   constructor(writer: string = randomBytes(4).toString('hex')) {
-    if (!/^[A-Za-z0-9_-]{1,32}$/.test(writer)) throw new TypeError(`writer id ${JSON.stringify(writer)} must be 1 to 32 letters, digits, _ or -`);
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(writer))
+      throw new TypeError(`writer id ${JSON.stringify(writer)} must be 1 to 32 letters, digits, _ or -`);
     this.writer = writer;
   }
 

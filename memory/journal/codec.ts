@@ -35,9 +35,7 @@ export function maxLineBytes(maxValueBytes: number): number {
   return 6 * maxValueBytes + 1024 * 1024;
 }
 
-export type Decoded =
-  | { ok: true; op: JournalOp }
-  | { ok: false; kind: 'corrupt' | 'invalid'; reason: string };
+export type Decoded = { ok: true; op: JournalOp } | { ok: false; kind: 'corrupt' | 'invalid'; reason: string };
 
 const MAC_HEX = 64;
 
@@ -53,10 +51,19 @@ export function sealLine(key: Buffer, body: string): string {
 /** Encode an entry; throws the typed error a direct write with the same input would throw. */
 export function encodeLine(op: JournalOp, ctx: CodecContext): string {
   const checked = validate(op, ctx); // never write a line this journal would set aside on reading
-  const body = JSON.stringify({ v: JOURNAL_FORMAT, target: ctx.target, at: new Date().toISOString(), pid: process.pid, ...checked });
+  const body = JSON.stringify({
+    v: JOURNAL_FORMAT,
+    target: ctx.target,
+    at: new Date().toISOString(),
+    pid: process.pid,
+    ...checked,
+  });
   const line = sealLine(ctx.key, body);
   if (Buffer.byteLength(line) > maxLineBytes(ctx.maxValueBytes)) {
-    throw new MemoryError('INVALID_SETTINGS', `this write is ${Buffer.byteLength(line)} bytes as a journal line; the journal takes at most ${maxLineBytes(ctx.maxValueBytes)}: save fewer secrets at once`);
+    throw new MemoryError(
+      'INVALID_SETTINGS',
+      `this write is ${Buffer.byteLength(line)} bytes as a journal line; the journal takes at most ${maxLineBytes(ctx.maxValueBytes)}: save fewer secrets at once`,
+    );
   }
   return line;
 }
@@ -64,14 +71,23 @@ export function encodeLine(op: JournalOp, ctx: CodecContext): string {
 /** Decode one line (without its newline): the entry, or why it is set aside. Never throws. */
 export function decodeLine(line: string, ctx: CodecContext): Decoded {
   const limit = maxLineBytes(ctx.maxValueBytes);
-  if (line.length > limit || Buffer.byteLength(line) > limit) return { ok: false, kind: 'corrupt', reason: `line is ${Buffer.byteLength(line)} bytes; the limit is ${limit}` };
+  if (line.length > limit || Buffer.byteLength(line) > limit)
+    return { ok: false, kind: 'corrupt', reason: `line is ${Buffer.byteLength(line)} bytes; the limit is ${limit}` };
   const given = line.slice(0, MAC_HEX);
   if (line.charAt(MAC_HEX) !== ' ' || !/^[0-9a-f]{64}$/.test(given)) {
-    return { ok: false, kind: 'corrupt', reason: 'not a journal line of this format (no MAC): written by an older version or by something else' };
+    return {
+      ok: false,
+      kind: 'corrupt',
+      reason: 'not a journal line of this format (no MAC): written by an older version or by something else',
+    };
   }
   const body = line.slice(MAC_HEX + 1);
   if (!timingSafeEqual(Buffer.from(given, 'hex'), Buffer.from(mac(ctx.key, body), 'hex'))) {
-    return { ok: false, kind: 'corrupt', reason: 'MAC check failed: the line was not written under this journal key, or was altered' };
+    return {
+      ok: false,
+      kind: 'corrupt',
+      reason: 'MAC check failed: the line was not written under this journal key, or was altered',
+    };
   }
   let json: unknown;
   try {
@@ -81,13 +97,27 @@ export function decodeLine(line: string, ctx: CodecContext): Decoded {
       return value;
     });
   } catch (error) {
-    return { ok: false, kind: 'invalid', reason: error instanceof ForbiddenKey ? 'holds a "__proto__" key' : 'body is not valid JSON' };
+    return {
+      ok: false,
+      kind: 'invalid',
+      reason: error instanceof ForbiddenKey ? 'holds a "__proto__" key' : 'body is not valid JSON',
+    };
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return { ok: false, kind: 'invalid', reason: 'body is not a JSON object' };
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    return { ok: false, kind: 'invalid', reason: 'body is not a JSON object' };
   const header = json as { v?: unknown; target?: unknown };
-  if (header.v !== JOURNAL_FORMAT) return { ok: false, kind: 'invalid', reason: `unknown entry version ${JSON.stringify(header.v)} (this version reads ${JOURNAL_FORMAT})` };
+  if (header.v !== JOURNAL_FORMAT)
+    return {
+      ok: false,
+      kind: 'invalid',
+      reason: `unknown entry version ${JSON.stringify(header.v)} (this version reads ${JOURNAL_FORMAT})`,
+    };
   if (header.target !== ctx.target) {
-    return { ok: false, kind: 'invalid', reason: `written for another database (${JSON.stringify(header.target)}, this journal is for ${ctx.target})` };
+    return {
+      ok: false,
+      kind: 'invalid',
+      reason: `written for another database (${JSON.stringify(header.target)}, this journal is for ${ctx.target})`,
+    };
   }
   const parsed = LINE.safeParse(json);
   if (!parsed.success) return { ok: false, kind: 'invalid', reason: describe(parsed.error) };
@@ -95,7 +125,11 @@ export function decodeLine(line: string, ctx: CodecContext): Decoded {
   try {
     return { ok: true, op: validate(op as JournalOp, ctx) };
   } catch (error) {
-    return { ok: false, kind: 'invalid', reason: error instanceof MemoryError ? `${error.code}: ${error.message}` : String(error) };
+    return {
+      ok: false,
+      kind: 'invalid',
+      reason: error instanceof MemoryError ? `${error.code}: ${error.message}` : String(error),
+    };
   }
 }
 
@@ -108,13 +142,22 @@ class ForbiddenKey extends Error {}
 function validate(op: JournalOp, ctx: CodecContext): JournalOp {
   const expected = identityToUserId(op.identity, ctx.namespace);
   if (op.userId !== expected) {
-    throw new MemoryError('USER_MISMATCH', `user id ${JSON.stringify(op.userId)} is not the id of identity ${JSON.stringify(op.identity)} (${expected} in namespace ${ctx.namespace})`);
+    throw new MemoryError(
+      'USER_MISMATCH',
+      `user id ${JSON.stringify(op.userId)} is not the id of identity ${JSON.stringify(op.identity)} (${expected} in namespace ${ctx.namespace})`,
+    );
   }
   checkClock(op.clock);
   const base = { userId: expected, identity: op.identity, clock: op.clock };
   switch (op.op) {
     case 'store':
-      return { op: 'store', ...base, category: checkCategory(op.category), key: checkKey(op.key), value: checkValue(op.value, ctx.maxValueBytes) };
+      return {
+        op: 'store',
+        ...base,
+        category: checkCategory(op.category),
+        key: checkKey(op.key),
+        value: checkValue(op.value, ctx.maxValueBytes),
+      };
     case 'forget':
       return { op: 'forget', ...base, category: checkCategory(op.category), key: checkKey(op.key) };
     case 'settings': {
@@ -122,7 +165,11 @@ function validate(op: JournalOp, ctx: CodecContext): JournalOp {
       checkSecretNames(Object.keys(op.secrets));
       for (const [name, secret] of Object.entries(op.secrets)) {
         const shape = SECRET.safeParse(secret);
-        if (!shape.success) throw new MemoryError('INVALID_SETTINGS', `secret ${name} is not an encrypted secret: ${describe(shape.error)}`);
+        if (!shape.success)
+          throw new MemoryError(
+            'INVALID_SETTINGS',
+            `secret ${name} is not an encrypted secret: ${describe(shape.error)}`,
+          );
         if (shape.data.at !== undefined) checkClock(shape.data.at);
         secrets[name] = shape.data;
       }
@@ -130,7 +177,7 @@ function validate(op: JournalOp, ctx: CodecContext): JournalOp {
         op: 'settings',
         ...base,
         tenant: checkTenant(op.tenant),
-        config: op.config === null ? null : (checkConfig(op.config)),
+        config: op.config === null ? null : checkConfig(op.config),
         secrets,
         removeSecrets: checkSecretNames(op.removeSecrets),
       };
@@ -145,15 +192,18 @@ function unknownOp(op: never): never {
 }
 
 function checkClock(clock: unknown): void {
-  if (!isWriteClock(clock)) throw new MemoryError('INVALID_OPTION', `clock ${JSON.stringify(clock)} is not a write clock`);
+  if (!isWriteClock(clock))
+    throw new MemoryError('INVALID_OPTION', `clock ${JSON.stringify(clock)} is not a write clock`);
   // A clock from the future would win over every real write made before that time.
-  if (Number(clock.slice(0, 15)) > Date.now() + MAX_CLOCK_DRIFT_MS) throw new MemoryError('INVALID_OPTION', `clock ${clock} is in the future`);
+  if (Number(clock.slice(0, 15)) > Date.now() + MAX_CLOCK_DRIFT_MS)
+    throw new MemoryError('INVALID_OPTION', `clock ${clock} is in the future`);
 }
 
 function describe(error: z.ZodError): string {
   const issue = error.issues[0]!;
   const where = issue.path.length > 0 ? issue.path.join('.') : 'entry';
-  const keys = 'keys' in issue && Array.isArray(issue.keys) ? ` (${issue.keys.map((k) => JSON.stringify(k)).join(', ')})` : '';
+  const keys =
+    'keys' in issue && Array.isArray(issue.keys) ? ` (${issue.keys.map((k) => JSON.stringify(k)).join(', ')})` : '';
   return `${where}: ${issue.message}${keys}`;
 }
 
@@ -210,7 +260,11 @@ export interface ParsedJournal {
 export function parseJournal(text: string, ctx: CodecContext): ParsedJournal {
   const parts = text.split('\n');
   const last = parts.pop()!;
-  const result: ParsedJournal = { entries: [], bad: [], torn: last === '' ? undefined : { line: parts.length + 1, text: last } };
+  const result: ParsedJournal = {
+    entries: [],
+    bad: [],
+    torn: last === '' ? undefined : { line: parts.length + 1, text: last },
+  };
   parts.forEach((text, i) => {
     if (text === '') return;
     const decoded = decodeLine(text, ctx);

@@ -41,7 +41,8 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
   const stat = await fsp.stat(dir);
   const me = uid();
-  if (!stat.isDirectory()) throw new MemoryError('JOURNAL_UNSAFE', `the journal folder ${dir} is not a folder: remove it (\`rm ${dir}\`)`);
+  if (!stat.isDirectory())
+    throw new MemoryError('JOURNAL_UNSAFE', `the journal folder ${dir} is not a folder: remove it (\`rm ${dir}\`)`);
   if (me === undefined) return;
   if (stat.uid !== me) {
     throw new MemoryError(
@@ -72,7 +73,8 @@ export async function openPrivateFile(file: string, options: { secret?: boolean 
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';
-    if (code === 'ELOOP') return { unsafe: `${file} is a symbolic link: remove it (\`rm ${file}\`); the journal reads only its own files` };
+    if (code === 'ELOOP')
+      return { unsafe: `${file} is a symbolic link: remove it (\`rm ${file}\`); the journal reads only its own files` };
     throw error;
   }
   const stat = await handle.stat();
@@ -110,7 +112,9 @@ export async function listOrphanLocks(dir: string, prefix: string): Promise<stri
   const locks = await fsp.readdir(locksDirOf(dir)).catch(() => [] as string[]);
   const files = new Set(await fsp.readdir(dir).catch(() => [] as string[]));
   return locks
-    .filter((f) => f.startsWith(`${prefix}-`) && f.endsWith(`${SUFFIX}.lock`) && !files.has(f.slice(0, -'.lock'.length)))
+    .filter(
+      (f) => f.startsWith(`${prefix}-`) && f.endsWith(`${SUFFIX}.lock`) && !files.has(f.slice(0, -'.lock'.length)),
+    )
     .map((f) => path.join(dir, f.slice(0, -'.lock'.length)));
 }
 
@@ -137,7 +141,11 @@ export async function rewriteAtomically(file: string, text: string): Promise<voi
 export async function appendRejected(file: string, records: object[]): Promise<void> {
   if (records.length === 0) return;
   const target = `${file.slice(0, -SUFFIX.length)}${REJECTED_SUFFIX}`;
-  const handle = await fsp.open(target, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  const handle = await fsp.open(
+    target,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     await handle.appendFile(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 'utf8');
     await handle.sync();

@@ -6,13 +6,29 @@ import { Gate } from '../embedded/gate.js';
 import { DNS_NAMESPACE, parseNamespace } from '../identity.js';
 import { DEFAULTS } from '../defaults.js';
 import { encodeLine, type CodecContext } from './codec.js';
-import { SUFFIX, ensurePrivateDir, listJournalFiles, listOrphanLocks, lockJournalFile, locksDirOf, syncDir, type DataDirLock } from './files.js';
+import {
+  SUFFIX,
+  ensurePrivateDir,
+  listJournalFiles,
+  listOrphanLocks,
+  lockJournalFile,
+  locksDirOf,
+  syncDir,
+  type DataDirLock,
+} from './files.js';
 import { loadJournalKey } from './key.js';
 import { JournalReader } from './reader.js';
 import { replayFile, type ApplyFn } from './replay.js';
 import type { JournalOp, JournalProblem, PendingEntry, ReplayReport } from './types.js';
 
-export { Unreachable, type ApplyOutcome, type JournalOp, type JournalProblem, type PendingEntry, type ReplayReport } from './types.js';
+export {
+  Unreachable,
+  type ApplyOutcome,
+  type JournalOp,
+  type JournalProblem,
+  type PendingEntry,
+  type ReplayReport,
+} from './types.js';
 
 export interface JournalOptions {
   /** The journal folder (created 0700; refused if another user could write in it). */
@@ -80,7 +96,10 @@ export class Journal {
     this.prefix = journalTargetId(options.target);
     this.namespace = parseNamespace(options.namespace ?? DNS_NAMESPACE);
     this.maxValueBytes = options.maxValueBytes ?? DEFAULTS.maxValueBytes;
-    this.file = path.join(this.dir, `${this.prefix}-${process.pid}-${Date.now()}-${randomBytes(3).toString('hex')}${SUFFIX}`);
+    this.file = path.join(
+      this.dir,
+      `${this.prefix}-${process.pid}-${Date.now()}-${randomBytes(3).toString('hex')}${SUFFIX}`,
+    );
     this.#ctx = { key, target: this.prefix, namespace: this.namespace, maxValueBytes: this.maxValueBytes };
     this.#reader = new JournalReader(this.#ctx);
   }
@@ -91,13 +110,18 @@ export class Journal {
     return this.#gate.run(async () => {
       if (!this.#handle) {
         this.#lock ??= await lockJournalFile(this.dir, this.file);
-        this.#handle = await fsp.open(this.file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+        this.#handle = await fsp.open(
+          this.file,
+          fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW,
+          0o600,
+        );
         // The new file's name must be durable too, not only its contents.
         await syncDir(this.dir);
       }
       await this.#handle.appendFile(line, 'utf8');
       await this.#handle.sync();
-      if (this.#listing && !this.#listing.files.includes(this.file)) this.#listing.files = [...this.#listing.files, this.file].sort();
+      if (this.#listing && !this.#listing.files.includes(this.file))
+        this.#listing.files = [...this.#listing.files, this.file].sort();
     });
   }
 
@@ -223,7 +247,8 @@ export class Journal {
 
   /** Replay soon, if anything is pending (cheap when nothing is: no file system access). */
   kick(): void {
-    if (this.#listing && this.#listing.files.length === 0 && Date.now() - this.#listing.at <= Journal.LISTING_TTL_MS) return;
+    if (this.#listing && this.#listing.files.length === 0 && Date.now() - this.#listing.at <= Journal.LISTING_TTL_MS)
+      return;
     this.#kick?.();
   }
 

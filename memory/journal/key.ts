@@ -37,7 +37,10 @@ export async function loadJournalKey(dir: string): Promise<Buffer> {
       await opened.handle.close();
     }
   }
-  throw new MemoryError('JOURNAL_UNSAFE', `the journal key ${file} disappeared while it was being read: is another program cleaning ${dir}?`);
+  throw new MemoryError(
+    'JOURNAL_UNSAFE',
+    `the journal key ${file} disappeared while it was being read: is another program cleaning ${dir}?`,
+  );
 }
 
 async function createKey(dir: string, file: string): Promise<void> {

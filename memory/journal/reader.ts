@@ -30,7 +30,8 @@ export class JournalReader {
     try {
       const { ino, size, mtimeMs } = opened.stat;
       const cached = this.#cache.get(file);
-      if (cached && cached.ino === ino && cached.size === size && cached.mtimeMs === mtimeMs) return { parsed: cached.parsed };
+      if (cached && cached.ino === ino && cached.size === size && cached.mtimeMs === mtimeMs)
+        return { parsed: cached.parsed };
       const parsed = parseJournal(await opened.handle.readFile('utf8'), this.#ctx);
       this.#cache.set(file, { ino, size, mtimeMs, parsed });
       return { parsed };

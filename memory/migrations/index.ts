@@ -32,7 +32,8 @@ export function defaultMigrationsDir(): string {
     const candidate = path.join(dir, 'supabase', 'migrations');
     if (fs.existsSync(candidate)) return candidate;
     const parent = path.dirname(dir);
-    if (parent === dir) throw new MemoryError('MIGRATION_FAILED', 'cannot find the supabase/migrations folder of livekit-user-memory');
+    if (parent === dir)
+      throw new MemoryError('MIGRATION_FAILED', 'cannot find the supabase/migrations folder of livekit-user-memory');
     dir = parent;
   }
 }
@@ -72,7 +73,9 @@ const TRACKING_TABLE = `create table if not exists public.memory_schema_migratio
 alter table public.memory_schema_migrations enable row level security`;
 
 async function appliedMigrations(tx: Queryable): Promise<Map<string, string>> {
-  const rows = await tx.query<{ version: string; checksum: string }>('select version, checksum from public.memory_schema_migrations');
+  const rows = await tx.query<{ version: string; checksum: string }>(
+    'select version, checksum from public.memory_schema_migrations',
+  );
   return new Map(rows.map((row) => [row.version, row.checksum]));
 }
 
@@ -80,7 +83,10 @@ async function appliedMigrations(tx: Queryable): Promise<Map<string, string>> {
  * Apply every pending migration in one transaction, under an advisory lock so that workers that
  * start together do not race. Applied files must not change: a different checksum is an error.
  */
-export async function migrate(transport: SqlTransport, migrations: Migration[] = loadMigrations()): Promise<MigrationResult> {
+export async function migrate(
+  transport: SqlTransport,
+  migrations: Migration[] = loadMigrations(),
+): Promise<MigrationResult> {
   try {
     return await transport.transaction(async (tx) => {
       await tx.query('select pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -115,8 +121,11 @@ export async function migrate(transport: SqlTransport, migrations: Migration[] =
       return { applied: done, current: migrations.at(-1)?.version };
     });
   } catch (error) {
-    if (isMemoryError(error) && (error.code === 'MIGRATION_FAILED' || error.code === 'BACKEND_UNAVAILABLE')) throw error;
-    throw new MemoryError('MIGRATION_FAILED', `applying migrations failed: ${(error as Error).message}`, { cause: error });
+    if (isMemoryError(error) && (error.code === 'MIGRATION_FAILED' || error.code === 'BACKEND_UNAVAILABLE'))
+      throw error;
+    throw new MemoryError('MIGRATION_FAILED', `applying migrations failed: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 

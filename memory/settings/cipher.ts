@@ -39,7 +39,14 @@ export function keyId(key: Buffer): string {
 
 export function isEncryptedSecret(value: unknown): value is EncryptedSecret {
   const v = value as EncryptedSecret;
-  return Boolean(v) && v.v === 1 && typeof v.kid === 'string' && typeof v.iv === 'string' && typeof v.ct === 'string' && typeof v.tag === 'string';
+  return (
+    Boolean(v) &&
+    v.v === 1 &&
+    typeof v.kid === 'string' &&
+    typeof v.iv === 'string' &&
+    typeof v.ct === 'string' &&
+    typeof v.tag === 'string'
+  );
 }
 
 /**
@@ -79,7 +86,13 @@ export class SecretCipher {
     const cipher = createCipheriv('aes-256-gcm', this.#current, iv);
     cipher.setAAD(Buffer.from(associatedData, 'utf8'));
     const ct = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return { v: 1, kid: this.currentKeyId, iv: iv.toString('base64'), ct: ct.toString('base64'), tag: cipher.getAuthTag().toString('base64') };
+    return {
+      v: 1,
+      kid: this.currentKeyId,
+      iv: iv.toString('base64'),
+      ct: ct.toString('base64'),
+      tag: cipher.getAuthTag().toString('base64'),
+    };
   }
 
   /** The plaintext; a typed error naming the variable when the key is unknown or wrong. Never the value. */

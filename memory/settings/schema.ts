@@ -11,7 +11,10 @@ export const AgentConfigSchema = z
     /** TTS voice name, e.g. "alloy". */
     voice: z.string().min(1).max(64).optional(),
     /** BCP 47 language tag, e.g. "en" or "pt-BR". */
-    language: z.string().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, 'must be a language tag such as en or pt-BR').optional(),
+    language: z
+      .string()
+      .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, 'must be a language tag such as en or pt-BR')
+      .optional(),
     /** LLM model for this user's sessions. */
     model: z.string().min(1).max(128).optional(),
     /** Appended to the agent's instructions for this user. */
@@ -55,18 +58,25 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 
 function requirePlainObject(value: unknown, field: string, what: string): Record<string, unknown> {
   if (!isPlainObject(value)) {
-    throw new MemoryError('INVALID_SETTINGS', `${field} must be a plain object of ${what} (got ${describeType(value)})`);
+    throw new MemoryError(
+      'INVALID_SETTINGS',
+      `${field} must be a plain object of ${what} (got ${describeType(value)})`,
+    );
   }
   for (const key of Reflect.ownKeys(value)) {
     if (typeof key === 'symbol') throw new MemoryError('INVALID_SETTINGS', `${field} must not have symbol keys`);
-    if (FORBIDDEN_NAMES.has(key)) throw new MemoryError('INVALID_SETTINGS', `${field}: the name ${JSON.stringify(key)} is not allowed`);
+    if (FORBIDDEN_NAMES.has(key))
+      throw new MemoryError('INVALID_SETTINGS', `${field}: the name ${JSON.stringify(key)} is not allowed`);
   }
   return value;
 }
 
 export function checkTenant(tenant: unknown): string {
   if (typeof tenant !== 'string' || !TENANT_PATTERN.test(tenant)) {
-    throw new MemoryError('INVALID_TENANT', `tenant ${JSON.stringify(tenant)} is invalid: use 1 to 128 letters, digits, _ . : or - (e.g. default, acme)`);
+    throw new MemoryError(
+      'INVALID_TENANT',
+      `tenant ${JSON.stringify(tenant)} is invalid: use 1 to 128 letters, digits, _ . : or - (e.g. default, acme)`,
+    );
   }
   return tenant;
 }
@@ -77,7 +87,8 @@ export function checkTenant(tenant: unknown): string {
  */
 export function checkConfig(config: unknown): AgentConfig {
   const plain = requirePlainObject(config, 'config', 'settings such as {"voice":"alloy"}');
-  if (plain.externalAgentIds !== undefined) requirePlainObject(plain.externalAgentIds, 'config.externalAgentIds', 'name: id strings');
+  if (plain.externalAgentIds !== undefined)
+    requirePlainObject(plain.externalAgentIds, 'config.externalAgentIds', 'name: id strings');
   const parsed = AgentConfigSchema.safeParse(plain);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -88,7 +99,8 @@ export function checkConfig(config: unknown): AgentConfig {
 }
 
 function checkSecretName(name: unknown, field: string): string {
-  if (typeof name !== 'string') throw new MemoryError('INVALID_SETTINGS', `${field}: a secret name must be a string (got ${describeType(name)})`);
+  if (typeof name !== 'string')
+    throw new MemoryError('INVALID_SETTINGS', `${field}: a secret name must be a string (got ${describeType(name)})`);
   if (!SECRET_NAME_PATTERN.test(name) || FORBIDDEN_NAMES.has(name)) {
     throw new MemoryError(
       'INVALID_SETTINGS',
@@ -108,7 +120,10 @@ export function checkSecrets(secrets: unknown): Record<string, string> {
       throw new MemoryError('INVALID_SETTINGS', `secrets.${name} must be a string (got ${describeType(value)})`);
     }
     if (value.length === 0 || !value.isWellFormed() || Buffer.byteLength(value) > MAX_SECRET_BYTES) {
-      throw new MemoryError('INVALID_SETTINGS', `secrets.${name} must be non-empty UTF-8 text of at most ${MAX_SECRET_BYTES} bytes`);
+      throw new MemoryError(
+        'INVALID_SETTINGS',
+        `secrets.${name} must be non-empty UTF-8 text of at most ${MAX_SECRET_BYTES} bytes`,
+      );
     }
     out[name] = value;
   }
@@ -118,7 +133,10 @@ export function checkSecrets(secrets: unknown): Record<string, string> {
 /** removeSecrets: an array of secret names (a string would otherwise be iterated letter by letter). */
 export function checkSecretNames(names: unknown): string[] {
   if (!Array.isArray(names)) {
-    throw new MemoryError('INVALID_SETTINGS', `removeSecrets must be an array of secret names (got ${describeType(names)})`);
+    throw new MemoryError(
+      'INVALID_SETTINGS',
+      `removeSecrets must be an array of secret names (got ${describeType(names)})`,
+    );
   }
   return names.map((name) => checkSecretName(name, 'removeSecrets'));
 }

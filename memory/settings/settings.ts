@@ -37,7 +37,10 @@ export function toSettings(row: SettingsRow | null | undefined): StoredSettings 
   const encryptedSecrets: Record<string, EncryptedSecret> = {};
   for (const [name, value] of Object.entries(row.secrets)) {
     if (!isEncryptedSecret(value)) {
-      throw new MemoryError('DECRYPTION_FAILED', `secret ${name} of tenant ${row.tenant_id} is not in the encrypted format; it was written by something else`);
+      throw new MemoryError(
+        'DECRYPTION_FAILED',
+        `secret ${name} of tenant ${row.tenant_id} is not in the encrypted format; it was written by something else`,
+      );
     }
     encryptedSecrets[name] = value;
   }

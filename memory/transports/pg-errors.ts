@@ -20,7 +20,11 @@ const NETWORK_MESSAGES = [
   /the database system is (starting up|shutting down)/i,
 ];
 /** pg's client-side query_timeout and connection timeouts: the database did not answer in time. */
-const TIMEOUT_MESSAGES = [/Query read timeout/i, /timeout exceeded when trying to connect/i, /Connection terminated due to connection timeout/i];
+const TIMEOUT_MESSAGES = [
+  /Query read timeout/i,
+  /timeout exceeded when trying to connect/i,
+  /Connection terminated due to connection timeout/i,
+];
 
 /** SQLSTATEs that mean the server is going away or not accepting work. */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
@@ -55,7 +59,8 @@ export function sqlstateCode(sqlstate: string): MemoryErrorCode {
 }
 
 export const HINTS: Partial<Record<MemoryErrorCode, string>> = {
-  CONFLICT: 'a unique constraint refused the write; if it is the identity, was MEMORY_UUID_NAMESPACE changed for this database?',
+  CONFLICT:
+    'a unique constraint refused the write; if it is the identity, was MEMORY_UUID_NAMESPACE changed for this database?',
   TIMEOUT: 'the database took too long; check its load, or raise the statement timeout',
   BACKEND_UNAVAILABLE: 'check that the database is running and DATABASE_URL (or MEMORY_DATA_DIR) is right',
   SCHEMA_NOT_MIGRATED: 'run `lk-memory migrate` against this database',
@@ -77,9 +82,15 @@ export function toMemoryError(error: unknown, where: string): MemoryError {
     code = sqlstateCode(e.code);
   } else if (TIMEOUT_MESSAGES.some((re) => re.test(raw))) {
     code = 'TIMEOUT';
-  } else if ((typeof e.code === 'string' && NETWORK_ERRNOS.has(e.code)) || NETWORK_MESSAGES.some((re) => re.test(raw))) {
+  } else if (
+    (typeof e.code === 'string' && NETWORK_ERRNOS.has(e.code)) ||
+    NETWORK_MESSAGES.some((re) => re.test(raw))
+  ) {
     code = 'BACKEND_UNAVAILABLE';
-  } else if (error instanceof AggregateError && error.errors.some((inner) => toMemoryError(inner, where).code === 'BACKEND_UNAVAILABLE')) {
+  } else if (
+    error instanceof AggregateError &&
+    error.errors.some((inner) => toMemoryError(inner, where).code === 'BACKEND_UNAVAILABLE')
+  ) {
     code = 'BACKEND_UNAVAILABLE';
   }
   const hint = HINTS[code];

@@ -30,7 +30,12 @@ function wrap(db: PGlite | Transaction, count: () => void, where: string): Query
  * The owner process's own path to its embedded database: PGlite called in-process, behind the same
  * gate as socket clients so that neither can run inside the other's transaction.
  */
-export function createPgliteTransport(db: PGlite, gate: Gate, location: string, onClose: () => Promise<void>): SqlTransport {
+export function createPgliteTransport(
+  db: PGlite,
+  gate: Gate,
+  location: string,
+  onClose: () => Promise<void>,
+): SqlTransport {
   let statements = 0;
   let closed = false;
   const count = () => {

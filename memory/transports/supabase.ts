@@ -33,7 +33,11 @@ function codeFor(error: PostgrestErrorLike, status: number): MemoryErrorCode {
   if (code === 'PGRST301' || code === 'PGRST302' || status === 401) return 'PERMISSION_DENIED';
   if (/^[0-9A-Z]{5}$/.test(code)) return sqlstateCode(code);
   if (/AbortError|aborted|timed? ?out/i.test(`${error.message} ${error.details}`)) return 'TIMEOUT';
-  if (status === 0 || status >= 502 || /fetch failed|ECONNREFUSED|ENOTFOUND|network/i.test(`${error.message} ${error.details}`)) {
+  if (
+    status === 0 ||
+    status >= 502 ||
+    /fetch failed|ECONNREFUSED|ENOTFOUND|network/i.test(`${error.message} ${error.details}`)
+  ) {
     return 'BACKEND_UNAVAILABLE';
   }
   if (status === 409) return 'CONFLICT';
@@ -53,9 +57,13 @@ export function postgrestError(error: PostgrestErrorLike, status: number, fn: st
   const code = codeFor(error, status);
   const hint = SUPABASE_HINTS[code] ?? HINTS[code];
   const detail = [error.code, error.message].filter(Boolean).join(' ');
-  return new MemoryError(code, `supabase rpc ${fn} (HTTP ${status}): ${detail || 'no error body'}${hint ? ` (${hint})` : ''}`, {
-    cause: error,
-  });
+  return new MemoryError(
+    code,
+    `supabase rpc ${fn} (HTTP ${status}): ${detail || 'no error body'}${hint ? ` (${hint})` : ''}`,
+    {
+      cause: error,
+    },
+  );
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,7 +86,10 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): RpcT
   let calls = 0;
   let closed = false;
 
-  async function rpc(fn: string, body: Record<string, unknown>): Promise<{ data: unknown; error: PostgrestErrorLike | null; status: number }> {
+  async function rpc(
+    fn: string,
+    body: Record<string, unknown>,
+  ): Promise<{ data: unknown; error: PostgrestErrorLike | null; status: number }> {
     calls += 1;
     try {
       return await client.rpc(fn, body).abortSignal(AbortSignal.timeout(timeoutMs));
@@ -104,7 +115,7 @@ export function createSupabaseTransport(options: SupabaseTransportOptions): RpcT
         result = await rpc(fn, body);
       }
       if (result.error) throw postgrestError(result.error, result.status, fn);
-      if (shape === 'rows') return (result.data) ?? [];
+      if (shape === 'rows') return result.data ?? [];
       return result.data ?? null;
     },
     close() {

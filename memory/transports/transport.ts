@@ -39,7 +39,11 @@ export interface SqlTransport extends RpcTransport, Queryable {
 
 export function isSqlTransport(transport: RpcTransport): transport is SqlTransport {
   const candidate = transport as Partial<SqlTransport>;
-  return typeof candidate.query === 'function' && typeof candidate.exec === 'function' && typeof candidate.transaction === 'function';
+  return (
+    typeof candidate.query === 'function' &&
+    typeof candidate.exec === 'function' &&
+    typeof candidate.transaction === 'function'
+  );
 }
 
 /** The SQL side of a transport, or a typed error saying how to get one (Supabase: DATABASE_URL). */

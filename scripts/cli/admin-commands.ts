@@ -36,7 +36,8 @@ function inspectText(
   lines.push(`memories:  ${profile.memoryCount}`);
   for (const m of memories) lines.push(`  ${memoryLine(m)}`);
   if (profile.settings.length === 0) lines.push('settings:  none');
-  for (const s of profile.settings) lines.push(...settingsLines(s).map((l, i) => (i === 0 ? `settings:  ${l}` : `           ${l}`)));
+  for (const s of profile.settings)
+    lines.push(...settingsLines(s).map((l, i) => (i === 0 ? `settings:  ${l}` : `           ${l}`)));
   lines.push('where it lives:');
   lines.push(
     `  database ${location}: memory_users ${profile.user ? 1 : 0} row, memories ${profile.memoryCount} rows, ` +
@@ -44,18 +45,24 @@ function inspectText(
   );
   if (pending.length === 0) lines.push(`  local journal${journalDir ? ` ${journalDir}` : ''}: nothing waiting`);
   else {
-    lines.push(`  local journal ${journalDir}: ${pending.length} write(s) waiting for the database (run \`lk-memory sync\`)`);
+    lines.push(
+      `  local journal ${journalDir}: ${pending.length} write(s) waiting for the database (run \`lk-memory sync\`)`,
+    );
     for (const op of pending) lines.push(`    ${describePending(op)}`);
   }
   // Lines that failed validation belong to nobody we can name (their user id is not trusted): they
   // are shown for the whole folder, never served, and `sync` moves them to <file>.rejected.
   if (problems.length > 0) {
-    lines.push(`  local journal: ${problems.length} line(s) or file(s) set aside, never served or applied (\`lk-memory sync\` moves lines to <file>.rejected):`);
-    for (const p of problems.slice(0, 20)) lines.push(`    ${p.kind}: ${p.file}${p.line ? `:${p.line}` : ''}: ${p.reason}`);
+    lines.push(
+      `  local journal: ${problems.length} line(s) or file(s) set aside, never served or applied (\`lk-memory sync\` moves lines to <file>.rejected):`,
+    );
+    for (const p of problems.slice(0, 20))
+      lines.push(`    ${p.kind}: ${p.file}${p.line ? `:${p.line}` : ''}: ${p.reason}`);
   }
   if (profile.audit.length > 0) {
     lines.push('recent audit:');
-    for (const a of profile.audit.slice(0, 10)) lines.push(`  ${a.at.toISOString()} ${a.action} by ${a.component}${a.tenant ? ` (tenant ${a.tenant})` : ''}`);
+    for (const a of profile.audit.slice(0, 10))
+      lines.push(`  ${a.at.toISOString()} ${a.action} by ${a.component}${a.tenant ? ` (tenant ${a.tenant})` : ''}`);
   }
   return `${lines.join('\n')}\n`;
 }
@@ -63,7 +70,9 @@ function inspectText(
 export function registerAdminCommands(program: Command, io: CliIo, outcome: Outcome): void {
   program
     .command('inspect')
-    .description('everything stored for an identity and where it lives: profile, memories, settings (secrets masked), audit')
+    .description(
+      'everything stored for an identity and where it lives: profile, memories, settings (secrets masked), audit',
+    )
     .argument('<identity>', 'participant identity')
     .option('--json', 'print JSON')
     .action(async (identity: string, options: { json?: boolean }, command: Command) => {
@@ -88,10 +97,17 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
               settings: profile.settings.map(settingsView),
               audit: profile.audit,
               locations: {
-                database: { backend: memory.backend.location, memoryUsers: profile.user ? 1 : 0, memories: profile.memoryCount, settings: profile.settings.length },
+                database: {
+                  backend: memory.backend.location,
+                  memoryUsers: profile.user ? 1 : 0,
+                  memories: profile.memoryCount,
+                  settings: profile.settings.length,
+                },
                 journal: memory.journal?.dir ?? null,
                 pendingOutsideDatabase: pending.map((op) =>
-                  op.op === 'settings' ? { ...op, secrets: Object.keys(op.secrets), at: clockTime(op.clock).toISOString() } : { ...op, at: clockTime(op.clock).toISOString() },
+                  op.op === 'settings'
+                    ? { ...op, secrets: Object.keys(op.secrets), at: clockTime(op.clock).toISOString() }
+                    : { ...op, at: clockTime(op.clock).toISOString() },
                 ),
                 journalSetAside: problems,
               },
@@ -105,56 +121,86 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
 
   program
     .command('link')
-    .description('link an identity to a Supabase Auth user, so that user can read and change this memory under Row Level Security')
+    .description(
+      'link an identity to a Supabase Auth user, so that user can read and change this memory under Row Level Security',
+    )
     .argument('<identity>', 'participant identity')
     .argument('[auth-user-id]', 'the Supabase Auth user id (Authentication > Users)')
     .option('--unlink', 'remove the link')
-    .option('--create-auth-user', 'create the Auth user with auth.admin.createUser, its id being the UUIDv5 (needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)')
-    .action(async (identity: string, authUserId: string | undefined, options: { unlink?: boolean; createAuthUser?: boolean }, command: Command) => {
-      precheck(command, io, { identity });
-      const given = [authUserId !== undefined, Boolean(options.unlink), Boolean(options.createAuthUser)].filter(Boolean).length;
-      if (given !== 1) throw new MemoryError('INVALID_OPTION', 'give exactly one of: an auth user id, --unlink, or --create-auth-user');
-      const supabase = loadMemoryConfig(io.env).supabase;
-      if (options.createAuthUser && !supabase) {
-        throw new MemoryError('INVALID_CONFIG', '--create-auth-user needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY');
-      }
-      await withMemory(command, io, async (memory) => {
-        await memory.provision(identity);
-        const target = options.unlink
-          ? null
-          : options.createAuthUser
-            ? await ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
-            : authUserId!;
-        const { previous } = await memory.link(identity, target);
-        say(
-          io,
-          target
-            ? `linked ${identity} (${memory.userIdFor(identity)}) to auth user ${target}${previous && previous !== target ? ` (was ${previous})` : ''}\n`
-            : `unlinked ${identity}${previous ? ` from auth user ${previous}` : ' (it was not linked)'}\n`,
-        );
-      });
-    });
+    .option(
+      '--create-auth-user',
+      'create the Auth user with auth.admin.createUser, its id being the UUIDv5 (needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)',
+    )
+    .action(
+      async (
+        identity: string,
+        authUserId: string | undefined,
+        options: { unlink?: boolean; createAuthUser?: boolean },
+        command: Command,
+      ) => {
+        precheck(command, io, { identity });
+        const given = [authUserId !== undefined, Boolean(options.unlink), Boolean(options.createAuthUser)].filter(
+          Boolean,
+        ).length;
+        if (given !== 1)
+          throw new MemoryError(
+            'INVALID_OPTION',
+            'give exactly one of: an auth user id, --unlink, or --create-auth-user',
+          );
+        const supabase = loadMemoryConfig(io.env).supabase;
+        if (options.createAuthUser && !supabase) {
+          throw new MemoryError(
+            'INVALID_CONFIG',
+            '--create-auth-user needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY',
+          );
+        }
+        await withMemory(command, io, async (memory) => {
+          await memory.provision(identity);
+          const target = options.unlink
+            ? null
+            : options.createAuthUser
+              ? await ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
+              : authUserId!;
+          const { previous } = await memory.link(identity, target);
+          say(
+            io,
+            target
+              ? `linked ${identity} (${memory.userIdFor(identity)}) to auth user ${target}${previous && previous !== target ? ` (was ${previous})` : ''}\n`
+              : `unlinked ${identity}${previous ? ` from auth user ${previous}` : ' (it was not linked)'}\n`,
+          );
+        });
+      },
+    );
 
   program
     .command('sync')
-    .description('replay the local journal now: writes made while the database was unreachable, by this or by stopped processes')
+    .description(
+      'replay the local journal now: writes made while the database was unreachable, by this or by stopped processes',
+    )
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
-      await withMemory(command, io, async (memory) => {
-        const before = memory.journal ? (await memory.journal.pending()).length : 0;
-        const report = await memory.sync();
-        if (options.json) {
-          io.stdout(`${JSON.stringify({ pendingBefore: before, ...report, journal: memory.journal?.dir ?? null }, null, 2)}\n`);
-        } else {
-          io.stdout(
-            `journal ${memory.journal?.dir ?? '(none)'}: ${before} pending; moved to the database ${report.applied}, ` +
-              `already superseded by newer writes ${report.older}, still waiting ${report.remaining}` +
-              `${report.skippedFiles ? `, ${report.skippedFiles} file(s) of running processes left to them` : ''}\n`,
-          );
-          for (const p of report.problems) io.stderr(`set aside (${p.kind}): ${p.file}:${p.line}: ${p.reason}\n`);
-        }
-        if (report.remaining > 0 || report.problems.length > 0) outcome.code = EXIT.FAILED;
-      }, { backgroundSync: false });
+      await withMemory(
+        command,
+        io,
+        async (memory) => {
+          const before = memory.journal ? (await memory.journal.pending()).length : 0;
+          const report = await memory.sync();
+          if (options.json) {
+            io.stdout(
+              `${JSON.stringify({ pendingBefore: before, ...report, journal: memory.journal?.dir ?? null }, null, 2)}\n`,
+            );
+          } else {
+            io.stdout(
+              `journal ${memory.journal?.dir ?? '(none)'}: ${before} pending; moved to the database ${report.applied}, ` +
+                `already superseded by newer writes ${report.older}, still waiting ${report.remaining}` +
+                `${report.skippedFiles ? `, ${report.skippedFiles} file(s) of running processes left to them` : ''}\n`,
+            );
+            for (const p of report.problems) io.stderr(`set aside (${p.kind}): ${p.file}:${p.line}: ${p.reason}\n`);
+          }
+          if (report.remaining > 0 || report.problems.length > 0) outcome.code = EXIT.FAILED;
+        },
+        { backgroundSync: false },
+      );
     });
 
   program
@@ -166,7 +212,8 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
       await withMemory(command, io, async (memory) => {
         const report = await memory.rotateSecrets();
         io.stdout(`re-encrypted ${report.rotated} settings row(s) under key ${report.keyId}\n`);
-        for (const failure of report.failed) io.stderr(`not re-encrypted: user ${failure.userId} tenant ${failure.tenant}: ${failure.reason}\n`);
+        for (const failure of report.failed)
+          io.stderr(`not re-encrypted: user ${failure.userId} tenant ${failure.tenant}: ${failure.reason}\n`);
         if (report.failed.length > 0) outcome.code = EXIT.FAILED;
       });
     });

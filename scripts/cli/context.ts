@@ -35,7 +35,8 @@ export class Outcome {
 
 export function parseLimit(text: string): number {
   const limit = Number(text);
-  if (!/^\d+$/.test(text) || limit < 1 || limit > 10_000) throw new InvalidArgumentError('expected a whole number from 1 to 10000');
+  if (!/^\d+$/.test(text) || limit < 1 || limit > 10_000)
+    throw new InvalidArgumentError('expected a whole number from 1 to 10000');
   return limit;
 }
 
@@ -110,4 +111,3 @@ export async function withMemory<T>(
     await memory.close();
   }
 }
-

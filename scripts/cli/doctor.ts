@@ -33,9 +33,17 @@ function databaseChecks(d: Diagnostics, location: string): Check[] {
   const checks: Check[] = [];
   checks.push(
     !d.schemaVersion
-      ? { name: 'migrations', status: 'FAIL', detail: `no livekit-user-memory schema: run \`lk-memory migrate\` (or \`supabase db push\`), needs ${d.expectedVersion}` }
+      ? {
+          name: 'migrations',
+          status: 'FAIL',
+          detail: `no livekit-user-memory schema: run \`lk-memory migrate\` (or \`supabase db push\`), needs ${d.expectedVersion}`,
+        }
       : d.schemaVersion < d.expectedVersion
-        ? { name: 'migrations', status: 'FAIL', detail: `schema at ${d.schemaVersion}, this version needs ${d.expectedVersion}: run \`lk-memory migrate\` (or \`supabase db push\`)` }
+        ? {
+            name: 'migrations',
+            status: 'FAIL',
+            detail: `schema at ${d.schemaVersion}, this version needs ${d.expectedVersion}: run \`lk-memory migrate\` (or \`supabase db push\`)`,
+          }
         : { name: 'migrations', status: 'ok', detail: `schema at ${d.schemaVersion}` },
   );
   checks.push(
@@ -53,14 +61,23 @@ function databaseChecks(d: Diagnostics, location: string): Check[] {
   checks.push(
     missing.length === 0
       ? { name: 'row level security', status: 'ok', detail: `enabled on ${tables.join(', ')}` }
-      : { name: 'row level security', status: 'FAIL', detail: `not enabled (or table missing) on ${missing.join(', ')}: apply the migrations` },
+      : {
+          name: 'row level security',
+          status: 'FAIL',
+          detail: `not enabled (or table missing) on ${missing.join(', ')}: apply the migrations`,
+        },
   );
   checks.push(
     d.schemaCache === 'not-applicable'
       ? { name: 'schema cache', status: 'skip', detail: `not Supabase (${location})` }
       : d.schemaCache === 'ok'
         ? { name: 'schema cache', status: 'ok', detail: 'PostgREST knows the memory functions' }
-        : { name: 'schema cache', status: 'FAIL', detail: "PostgREST does not know the memory functions: apply the migrations, then run NOTIFY pgrst, 'reload schema'" },
+        : {
+            name: 'schema cache',
+            status: 'FAIL',
+            detail:
+              "PostgREST does not know the memory functions: apply the migrations, then run NOTIFY pgrst, 'reload schema'",
+          },
   );
   return checks;
 }
@@ -76,8 +93,16 @@ function keyCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check {
   const total = Object.values(byKey).reduce((a, b) => a + b, 0);
   if (!cipher) {
     return total > 0
-      ? { name: 'encryption key', status: 'FAIL', detail: `MEMORY_ENCRYPTION_KEY is not set but ${total} secret(s) are stored: set the key they were made with` }
-      : { name: 'encryption key', status: 'warn', detail: 'MEMORY_ENCRYPTION_KEY is not set: settings secrets cannot be saved (openssl rand -base64 32)' };
+      ? {
+          name: 'encryption key',
+          status: 'FAIL',
+          detail: `MEMORY_ENCRYPTION_KEY is not set but ${total} secret(s) are stored: set the key they were made with`,
+        }
+      : {
+          name: 'encryption key',
+          status: 'warn',
+          detail: 'MEMORY_ENCRYPTION_KEY is not set: settings secrets cannot be saved (openssl rand -base64 32)',
+        };
   }
   const unknown = Object.entries(byKey).filter(([kid]) => !cipher.knownKeyIds.includes(kid));
   if (unknown.length > 0) {
@@ -89,7 +114,11 @@ function keyCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check {
   }
   const old = Object.entries(byKey).filter(([kid]) => kid !== cipher.currentKeyId);
   return old.length > 0
-    ? { name: 'encryption key', status: 'warn', detail: `key ${cipher.currentKeyId}; ${old.map(([, n]) => n).reduce((a, b) => a + b, 0)} secret(s) still under a previous key: run \`lk-memory rotate-key\`` }
+    ? {
+        name: 'encryption key',
+        status: 'warn',
+        detail: `key ${cipher.currentKeyId}; ${old.map(([, n]) => n).reduce((a, b) => a + b, 0)} secret(s) still under a previous key: run \`lk-memory rotate-key\``,
+      }
     : { name: 'encryption key', status: 'ok', detail: `key ${cipher.currentKeyId}, ${total} secret(s) stored` };
 }
 
@@ -97,7 +126,9 @@ async function livekitCheck(env: NodeJS.ProcessEnv): Promise<Check> {
   const url = env.LIVEKIT_URL || 'ws://127.0.0.1:7880';
   const httpUrl = url.replace(/^ws/, 'http');
   try {
-    const client = new RoomServiceClient(httpUrl, env.LIVEKIT_API_KEY || 'devkey', env.LIVEKIT_API_SECRET || 'secret', { requestTimeout: 5 });
+    const client = new RoomServiceClient(httpUrl, env.LIVEKIT_API_KEY || 'devkey', env.LIVEKIT_API_SECRET || 'secret', {
+      requestTimeout: 5,
+    });
     const rooms = await client.listRooms();
     return { name: 'livekit', status: 'ok', detail: `${url}: credentials accepted, ${rooms.length} room(s) open` };
   } catch (error) {
@@ -124,7 +155,15 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
       try {
         if (globals.databaseUrl) checkDatabaseUrl(globals.databaseUrl, '--database-url');
         // migrate: false: the doctor describes the database as it is; it never changes it.
-        memory = await openMemory({ env: io.env, databaseUrl: globals.databaseUrl, dataDir: globals.dataDir, migrate: false, serve: false, maxConnections: 1, component: 'cli' });
+        memory = await openMemory({
+          env: io.env,
+          databaseUrl: globals.databaseUrl,
+          dataDir: globals.dataDir,
+          migrate: false,
+          serve: false,
+          maxConnections: 1,
+          component: 'cli',
+        });
         diagnostics = await memory.diagnostics();
         checks.push({ name: 'database', status: 'ok', detail: `${memory.backend.location} answers` });
         checks.push(...databaseChecks(diagnostics, memory.backend.location));

@@ -37,7 +37,9 @@ export function escapeField(text: string): string {
 }
 
 export function memoryLine(memory: Memory): string {
-  return [memory.category, escapeField(memory.key), escapeField(memory.value), memory.updatedAt.toISOString()].join('\t');
+  return [memory.category, escapeField(memory.key), escapeField(memory.value), memory.updatedAt.toISOString()].join(
+    '\t',
+  );
 }
 
 export function memoryJson(memory: Memory): Record<string, string> {

@@ -1,7 +1,16 @@
 import { Command, CommanderError } from 'commander';
 import { DNS_NAMESPACE, identityToUserId, isMemoryError, redactText, secretsOf } from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
-import { Outcome, checkArgvText, parseLimit, precheck, say, withMemory, type CliIo, type GlobalOptions } from './context.js';
+import {
+  Outcome,
+  checkArgvText,
+  parseLimit,
+  precheck,
+  say,
+  withMemory,
+  type CliIo,
+  type GlobalOptions,
+} from './context.js';
 import { registerDoctor } from './doctor.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
 import { humanText, memoryJson, memoryLine } from './format.js';
@@ -19,7 +28,10 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     // that the CLI run in-process by the tests sees only the environment it is given.
     .option('--database-url <url>', 'PostgreSQL connection string (default: $DATABASE_URL)')
     .option('--data-dir <dir>', 'embedded database folder (default: $MEMORY_DATA_DIR, else .data)')
-    .option('--namespace <uuid>', `UUIDv5 namespace for user ids (default: $MEMORY_UUID_NAMESPACE, else ${DNS_NAMESPACE})`)
+    .option(
+      '--namespace <uuid>',
+      `UUIDv5 namespace for user ids (default: $MEMORY_UUID_NAMESPACE, else ${DNS_NAMESPACE})`,
+    )
     // Commander's own usage errors ("unknown command", with a "Did you mean" on a second line) are
     // folded into one line, like every other error of lk-memory.
     .configureOutput({
@@ -90,23 +102,27 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 
   program
     .command('list')
-    .description("list an identity's memories, most recently updated first (tab-separated: category, key, value, updated)")
+    .description(
+      "list an identity's memories, most recently updated first (tab-separated: category, key, value, updated)",
+    )
     .argument('<identity>', 'participant identity')
     .option('--category <category>', 'only this category')
     .option('--limit <n>', 'at most this many (1 to 10000)', parseLimit, 100)
     .option('--json', 'print JSON')
-    .action(async (identity: string, options: { category?: string; limit: number; json?: boolean }, command: Command) => {
-      precheck(command, io, { identity, category: options.category });
-      const memories = await withMemory(command, io, (memory) =>
-        memory.forIdentity(identity).list({ category: options.category, limit: options.limit }),
-      );
-      if (options.json) {
-        io.stdout(`${JSON.stringify(memories.map(memoryJson), null, 2)}\n`);
-      } else {
-        // memoryLine escapes every field; nothing else of the line is user text.
-        for (const memory of memories) io.stdout(`${memoryLine(memory)}\n`);
-      }
-    });
+    .action(
+      async (identity: string, options: { category?: string; limit: number; json?: boolean }, command: Command) => {
+        precheck(command, io, { identity, category: options.category });
+        const memories = await withMemory(command, io, (memory) =>
+          memory.forIdentity(identity).list({ category: options.category, limit: options.limit }),
+        );
+        if (options.json) {
+          io.stdout(`${JSON.stringify(memories.map(memoryJson), null, 2)}\n`);
+        } else {
+          // memoryLine escapes every field; nothing else of the line is user text.
+          for (const memory of memories) io.stdout(`${memoryLine(memory)}\n`);
+        }
+      },
+    );
 
   program
     .command('forget')
@@ -117,12 +133,19 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .action(async (identity: string, category: string, key: string, _options, command: Command) => {
       precheck(command, io, { identity, category, key });
       const deleted = await withMemory(command, io, (memory) => memory.forIdentity(identity).forget(category, key));
-      say(io, deleted ? `forgot ${category}/${key} for ${identity}\n` : `nothing stored under ${category}/${key} for ${identity}\n`);
+      say(
+        io,
+        deleted
+          ? `forgot ${category}/${key} for ${identity}\n`
+          : `nothing stored under ${category}/${key} for ${identity}\n`,
+      );
     });
 
   program
     .command('migrate')
-    .description('apply pending schema migrations (openMemory does this too; use it to prepare a database ahead of time)')
+    .description(
+      'apply pending schema migrations (openMemory does this too; use it to prepare a database ahead of time)',
+    )
     .action(async (_options, command: Command) => {
       await withMemory(
         command,
@@ -150,7 +173,10 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 export async function runCli(argv: string[], rawIo: CliIo): Promise<number> {
   // Whatever reaches stderr is for a person: no credential (of the environment, or of a URL given
   // with --database-url) and no terminal-active character, on every path.
-  const secrets = secretsOf(rawIo.env, argv.map((a) => a.replace(/^--database-url=/, '')).filter((a) => /^postgres(ql)?:/i.test(a)));
+  const secrets = secretsOf(
+    rawIo.env,
+    argv.map((a) => a.replace(/^--database-url=/, '')).filter((a) => /^postgres(ql)?:/i.test(a)),
+  );
   let wroteError = false;
   const io: CliIo = {
     ...rawIo,

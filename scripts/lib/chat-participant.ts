@@ -69,7 +69,9 @@ export class ChatParticipant {
     while (!condition()) {
       if (this.#errors.length > 0) throw this.#errors[0]!;
       if (Date.now() > deadline) {
-        throw new Error(`${this.identity}: timed out after ${timeoutMs} ms waiting for ${what} (agent state ${this.#agentState || 'unknown'}; states seen ${this.#statesSeen.join(' > ')})`);
+        throw new Error(
+          `${this.identity}: timed out after ${timeoutMs} ms waiting for ${what} (agent state ${this.#agentState || 'unknown'}; states seen ${this.#statesSeen.join(' > ')})`,
+        );
       }
       await sleep(20);
     }

@@ -113,7 +113,12 @@ export async function ensureLivekitServer(options: EnsureLivekitServerOptions = 
   });
 }
 
-async function goInstall(go: string, binDir: string, env: NodeJS.ProcessEnv, progress: (line: string) => void): Promise<void> {
+async function goInstall(
+  go: string,
+  binDir: string,
+  env: NodeJS.ProcessEnv,
+  progress: (line: string) => void,
+): Promise<void> {
   const spec = `${LIVEKIT_SERVER_PACKAGE}@${LIVEKIT_SERVER_VERSION}`;
   progress(`Building livekit-server ${LIVEKIT_SERVER_VERSION} from source with Go (first run only, a few minutes)...`);
   progress(`$ GOBIN=${binDir} ${go} install ${spec}`);
@@ -131,7 +136,10 @@ async function goInstall(go: string, binDir: string, env: NodeJS.ProcessEnv, pro
   readline.createInterface({ input: child.stdout }).on('line', onLine);
   readline.createInterface({ input: child.stderr }).on('line', onLine);
   // Compiling prints nothing for minutes after the downloads; say that it is still working.
-  const heartbeat = setInterval(() => progress(`still building (${Math.round((Date.now() - started) / 1000)} s)...`), 30_000);
+  const heartbeat = setInterval(
+    () => progress(`still building (${Math.round((Date.now() - started) / 1000)} s)...`),
+    30_000,
+  );
   const outcome = await new Promise<{ code: number | null; error?: Error }>((resolve) => {
     child.once('error', (error) => resolve({ code: null, error }));
     child.once('close', (code) => resolve({ code }));
@@ -177,7 +185,11 @@ function isAlive(pid: number): boolean {
 }
 
 /** A lock file holding the owner's pid; a lock whose owner died is taken over. */
-async function withInstallLock<T>(lockFile: string, progress: (line: string) => void, work: () => Promise<T>): Promise<T> {
+async function withInstallLock<T>(
+  lockFile: string,
+  progress: (line: string) => void,
+  work: () => Promise<T>,
+): Promise<T> {
   const deadline = Date.now() + 30 * 60_000;
   let announced = false;
   for (;;) {
@@ -197,7 +209,10 @@ async function withInstallLock<T>(lockFile: string, progress: (line: string) => 
       continue;
     }
     if (Date.now() > deadline) {
-      throw new LivekitServerError('INSTALL_FAILED', `Another livekit-server install (pid ${owner}) holds ${lockFile} for 30 minutes. Stop it or delete the file.`);
+      throw new LivekitServerError(
+        'INSTALL_FAILED',
+        `Another livekit-server install (pid ${owner}) holds ${lockFile} for 30 minutes. Stop it or delete the file.`,
+      );
     }
     if (!announced) {
       progress(`Waiting for another livekit-server install (pid ${owner}) to finish...`);

@@ -71,24 +71,40 @@ export async function startLivekitServer(options: StartLivekitServerOptions = {}
   const binary = await ensureLivekitServer(options.onProgress ? { onProgress: options.onProgress } : {});
   const configPath = path.resolve(options.configPath ?? DEFAULT_CONFIG_PATH);
   const configText = await readFile(configPath, 'utf8').catch((error: Error) => {
-    throw new LivekitServerError('INVALID_CONFIG', `Cannot read the livekit-server configuration ${configPath} (${error.message}). Restore livekit.yaml at the repository root or pass configPath.`);
+    throw new LivekitServerError(
+      'INVALID_CONFIG',
+      `Cannot read the livekit-server configuration ${configPath} (${error.message}). Restore livekit.yaml at the repository root or pass configPath.`,
+    );
   });
 
   const port = options.port ?? configuredPort(configText);
   const httpUrl = `http://127.0.0.1:${port}`;
   // A server already on the port would answer our health check and hide the new one's bind failure.
   if (!(await isTcpPortFree(port))) {
-    const what = (await isLivekitServerUp(httpUrl)) ? 'a livekit-server is already running there' : 'something else is listening there';
-    throw new LivekitServerError('PORT_IN_USE', `Port ${port} on 127.0.0.1 is taken (${what}). Stop it, or start this server on another port.`);
+    const what = (await isLivekitServerUp(httpUrl))
+      ? 'a livekit-server is already running there'
+      : 'something else is listening there';
+    throw new LivekitServerError(
+      'PORT_IN_USE',
+      `Port ${port} on 127.0.0.1 is taken (${what}). Stop it, or start this server on another port.`,
+    );
   }
 
   const args = ['--config', configPath, '--keys', `${API_KEY}: ${API_SECRET}`];
   if (options.port !== undefined) {
     // Hidden flags generated from the config struct (see `livekit-server help-verbose`); they win over the file.
-    args.push('--port', String(port), '--rtc.tcp_port', String(options.rtcTcpPort ?? port + 1), '--udp-port', String(options.rtcUdpPort ?? port + 2));
+    args.push(
+      '--port',
+      String(port),
+      '--rtc.tcp_port',
+      String(options.rtcTcpPort ?? port + 1),
+      '--udp-port',
+      String(options.rtcUdpPort ?? port + 2),
+    );
   }
 
-  const logFile = options.logFile ?? path.join(os.tmpdir(), `livekit-server-${port}-${randomBytes(4).toString('hex')}.log`);
+  const logFile =
+    options.logFile ?? path.join(os.tmpdir(), `livekit-server-${port}-${randomBytes(4).toString('hex')}.log`);
   const fd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
@@ -97,7 +113,8 @@ export async function startLivekitServer(options: StartLivekitServerOptions = {}
     closeSync(fd);
   }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    if (child.exitCode !== null || child.signalCode !== null)
+      resolve({ code: child.exitCode, signal: child.signalCode });
     else child.once('exit', (code, signal) => resolve({ code, signal }));
   });
   const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
@@ -117,7 +134,16 @@ export async function startLivekitServer(options: StartLivekitServerOptions = {}
     throw error;
   }
   options.onProgress?.(`livekit-server ${child.pid} is up on ${httpUrl} (log: ${logFile})`);
-  return { url: `ws://127.0.0.1:${port}`, httpUrl, apiKey: API_KEY, apiSecret: API_SECRET, pid: child.pid!, logFile, exited, stop };
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    httpUrl,
+    apiKey: API_KEY,
+    apiSecret: API_SECRET,
+    pid: child.pid!,
+    logFile,
+    exited,
+    stop,
+  };
 }
 
 /**
@@ -149,7 +175,11 @@ async function waitUntilUp(
   void spawnError.then((error) => (done ??= error));
   while (Date.now() < deadline) {
     if (done instanceof Error) {
-      throw new LivekitServerError('START_FAILED', `livekit-server could not be started: ${done.message}. Check the binary (npm run livekit:install).`, { cause: done });
+      throw new LivekitServerError(
+        'START_FAILED',
+        `livekit-server could not be started: ${done.message}. Check the binary (npm run livekit:install).`,
+        { cause: done },
+      );
     }
     if (done === 'exited') {
       throw new LivekitServerError(
@@ -236,7 +266,8 @@ function parseArgs(args: string[]): StartLivekitServerOptions | 'help' {
     if (value === undefined) throw new LivekitServerError('INVALID_CONFIG', `${arg} needs a value.\n${HELP}`);
     if (arg === '--port') {
       const port = Number(value);
-      if (!Number.isInteger(port) || port < 1 || port > 65533) throw new LivekitServerError('INVALID_CONFIG', `--port must be a port number, not ${value}.`);
+      if (!Number.isInteger(port) || port < 1 || port > 65533)
+        throw new LivekitServerError('INVALID_CONFIG', `--port must be a port number, not ${value}.`);
       options.port = port;
     } else if (arg === '--config') options.configPath = value;
     else if (arg === '--log-file') options.logFile = value;

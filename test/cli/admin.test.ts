@@ -41,7 +41,17 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
     it(`settings set and get on ${backend}: saved in the database, secrets never printed`, async () => {
       const env = { ...base(), MEMORY_ENCRYPTION_KEY: keyA.toString('base64') };
       const set = await cli(
-        ['settings', 'set', 'alice@example.com', '--config', '{"voice":"alloy","instructions":"Be brief."}', '--secret', 'API_KEY=sk-plain-alice', '--secret', 'TOKEN=-'],
+        [
+          'settings',
+          'set',
+          'alice@example.com',
+          '--config',
+          '{"voice":"alloy","instructions":"Be brief."}',
+          '--secret',
+          'API_KEY=sk-plain-alice',
+          '--secret',
+          'TOKEN=-',
+        ],
         env,
         'token-from-stdin\n',
       );
@@ -50,7 +60,11 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
       expect(set.stdout).toContain('API_KEY ******** (encrypted, key');
       const get = await cli(['settings', 'get', 'alice@example.com', '--json'], env);
       const view = JSON.parse(get.stdout);
-      expect(view).toMatchObject({ tenant: 'default', version: 1, config: { voice: 'alloy', instructions: 'Be brief.' } });
+      expect(view).toMatchObject({
+        tenant: 'default',
+        version: 1,
+        config: { voice: 'alloy', instructions: 'Be brief.' },
+      });
       expect(Object.keys(view.secrets).sort()).toEqual(['API_KEY', 'TOKEN']);
       for (const out of [set.stdout, get.stdout]) {
         expect(out).not.toContain('sk-plain-alice');
@@ -60,7 +74,10 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
       const memory = await openMemory({ env: base(), cipher: new SecretCipher(keyA), serve: false });
       try {
         const handle = memory.forIdentity('alice@example.com');
-        expect(await handle.revealSecrets((await handle.getSettings())!)).toEqual({ API_KEY: 'sk-plain-alice', TOKEN: 'token-from-stdin' });
+        expect(await handle.revealSecrets((await handle.getSettings())!)).toEqual({
+          API_KEY: 'sk-plain-alice',
+          TOKEN: 'token-from-stdin',
+        });
       } finally {
         await memory.close();
       }
@@ -82,7 +99,10 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
       const keyless = await cli(['settings', 'set', 'bob@example.com', '--secret', 'API_KEY=x'], base());
       expect(keyless.code).toBe(4);
       expect(keyless.stderr).toContain('MEMORY_ENCRYPTION_KEY');
-      const badKey = await cli(['settings', 'set', 'bob@example.com', '--secret', 'API_KEY=x'], { ...base(), MEMORY_ENCRYPTION_KEY: 'short' });
+      const badKey = await cli(['settings', 'set', 'bob@example.com', '--secret', 'API_KEY=x'], {
+        ...base(),
+        MEMORY_ENCRYPTION_KEY: 'short',
+      });
       expect(badKey.code).toBe(2);
       expect(badKey.stderr).toContain('MEMORY_ENCRYPTION_KEY');
     });
@@ -102,19 +122,28 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
       expect(report.profile.authUserId).toBe(authId);
       expect(report.memories).toMatchObject([{ category: 'FACT', key: 'city', value: 'Porto' }]);
       expect(report.locations.database.settings).toBe(1);
-      expect(report.audit.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(['link.set', 'settings.save']));
+      expect(report.audit.map((a: { action: string }) => a.action)).toEqual(
+        expect.arrayContaining(['link.set', 'settings.save']),
+      );
       expect(inspect.stdout).not.toContain('sk-plain-carol');
       const text = await cli(['inspect', 'carol@example.com'], env);
       expect(text.stdout).toContain('where it lives:');
       expect(text.stdout).not.toContain('sk-plain-carol');
 
       // Rotate from key A to key B: every value stays readable with B alone.
-      const rotate = await cli(['rotate-key'], { ...base(), MEMORY_ENCRYPTION_KEY: keyB.toString('hex'), MEMORY_ENCRYPTION_PREVIOUS_KEYS: keyA.toString('base64') });
+      const rotate = await cli(['rotate-key'], {
+        ...base(),
+        MEMORY_ENCRYPTION_KEY: keyB.toString('hex'),
+        MEMORY_ENCRYPTION_PREVIOUS_KEYS: keyA.toString('base64'),
+      });
       expect(rotate.code).toBe(0);
       expect(rotate.stdout).toMatch(/re-encrypted [1-9]\d* settings row/);
       const memory = await openMemory({ env: base(), cipher: new SecretCipher(keyB), serve: false });
       try {
-        for (const [identity, secret] of [['carol@example.com', 'sk-plain-carol'], ['alice@example.com', 'sk-plain-alice']] as const) {
+        for (const [identity, secret] of [
+          ['carol@example.com', 'sk-plain-carol'],
+          ['alice@example.com', 'sk-plain-alice'],
+        ] as const) {
           const handle = memory.forIdentity(identity);
           expect((await handle.revealSecrets((await handle.getSettings())!)).API_KEY).toBe(secret);
         }
@@ -128,7 +157,11 @@ describe('lk-memory settings, link, inspect, rotate-key', () => {
 
 describe('lk-memory doctor', () => {
   let livekit: LivekitServerHandle;
-  const livekitEnv = () => ({ LIVEKIT_URL: livekit.url, LIVEKIT_API_KEY: livekit.apiKey, LIVEKIT_API_SECRET: livekit.apiSecret });
+  const livekitEnv = () => ({
+    LIVEKIT_URL: livekit.url,
+    LIVEKIT_API_KEY: livekit.apiKey,
+    LIVEKIT_API_SECRET: livekit.apiSecret,
+  });
   beforeAll(async () => {
     livekit = await startLivekitServerOnFreePorts();
   });
@@ -140,7 +173,11 @@ describe('lk-memory doctor', () => {
     const db = await createTestDatabase('docok');
     try {
       await (await openMemory({ env: {}, databaseUrl: db.url })).close();
-      const result = await cli(['doctor'], { DATABASE_URL: db.url, MEMORY_ENCRYPTION_KEY: keyA.toString('base64'), ...livekitEnv() });
+      const result = await cli(['doctor'], {
+        DATABASE_URL: db.url,
+        MEMORY_ENCRYPTION_KEY: keyA.toString('base64'),
+        ...livekitEnv(),
+      });
       const lines = result.stdout.trimEnd().split('\n');
       expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['ok', 'ok', 'ok', 'ok', 'skip', 'ok', 'ok']);
       expect(result.code).toBe(0);
@@ -158,7 +195,11 @@ describe('lk-memory doctor', () => {
         'create table if not exists auth.users (id uuid primary key)',
         'create table public.profiles (id uuid primary key, display_name text, constraint profiles_id_fkey foreign key (id) references auth.users (id))',
       ]);
-      const result = await cli(['doctor'], { DATABASE_URL: db.url, MEMORY_ENCRYPTION_KEY: keyA.toString('base64'), ...livekitEnv() });
+      const result = await cli(['doctor'], {
+        DATABASE_URL: db.url,
+        MEMORY_ENCRYPTION_KEY: keyA.toString('base64'),
+        ...livekitEnv(),
+      });
       expect(result.code).toBe(1);
       const line = result.stdout.split('\n').find((l) => l.includes('legacy auth.users keys'))!;
       expect(line).toMatch(/^FAIL/);
@@ -193,7 +234,12 @@ describe('lk-memory doctor', () => {
   it('fails the LiveKit check with what to set when the credentials are wrong', async () => {
     const dataDir = tempDataDir('doclk');
     try {
-      const result = await cli(['doctor'], { MEMORY_DATA_DIR: dataDir, LIVEKIT_URL: livekit.url, LIVEKIT_API_KEY: 'devkey', LIVEKIT_API_SECRET: 'wrong-secret' });
+      const result = await cli(['doctor'], {
+        MEMORY_DATA_DIR: dataDir,
+        LIVEKIT_URL: livekit.url,
+        LIVEKIT_API_KEY: 'devkey',
+        LIVEKIT_API_SECRET: 'wrong-secret',
+      });
       const line = result.stdout.split('\n').find((l) => l.split(/\s{2,}/)[1] === 'livekit')!;
       expect(line).toMatch(/^FAIL/);
       expect(line).toContain('LIVEKIT_API_SECRET');

@@ -14,7 +14,20 @@ async function cli(args: string[], env: NodeJS.ProcessEnv) {
   return { code, stdout, stderr };
 }
 
-const COMMANDS = ['uuid', 'store', 'retrieve', 'list', 'forget', 'migrate', 'settings', 'inspect', 'link', 'sync', 'rotate-key', 'doctor'];
+const COMMANDS = [
+  'uuid',
+  'store',
+  'retrieve',
+  'list',
+  'forget',
+  'migrate',
+  'settings',
+  'inspect',
+  'link',
+  'sync',
+  'rotate-key',
+  'doctor',
+];
 const SUBCOMMANDS = ['settings set', 'settings get'];
 
 describe('lk-memory', () => {
@@ -43,7 +56,9 @@ describe('lk-memory', () => {
     for (const group of [[], ['settings']]) {
       const result = await cli(group, {});
       expect(result.code).toBe(2);
-      expect(result.stderr).toMatch(/^lk-memory: lk-memory( settings)? needs a command: run `lk-memory( settings)? --help` to list them\n$/);
+      expect(result.stderr).toMatch(
+        /^lk-memory: lk-memory( settings)? needs a command: run `lk-memory( settings)? --help` to list them\n$/,
+      );
     }
   });
 
@@ -54,20 +69,41 @@ describe('lk-memory', () => {
       stderr: '',
     });
     const vector = custom.vectors[0]!;
-    expect((await cli(['uuid', vector.identity, '--namespace', custom.namespace], {})).stdout).toBe(`${vector.user_id}\n`);
-    expect((await cli(['uuid', vector.identity], { MEMORY_UUID_NAMESPACE: custom.namespace })).stdout).toBe(`${vector.user_id}\n`);
+    expect((await cli(['uuid', vector.identity, '--namespace', custom.namespace], {})).stdout).toBe(
+      `${vector.user_id}\n`,
+    );
+    expect((await cli(['uuid', vector.identity], { MEMORY_UUID_NAMESPACE: custom.namespace })).stdout).toBe(
+      `${vector.user_id}\n`,
+    );
   });
 
   for (const backend of ['embedded', 'postgres'] as const) {
     it(`stores, retrieves, lists and forgets on ${backend}`, async () => {
       const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
-      expect(await cli(['store', 'alice@example.com', 'FACT', 'test1', "Alice's memory"], env)).toMatchObject({ code: 0, stderr: '' });
-      expect(await cli(['store', 'alice@example.com', 'PREFERENCE', 'odd key', 'tab\there\nnewline'], env)).toMatchObject({ code: 0 });
+      expect(await cli(['store', 'alice@example.com', 'FACT', 'test1', "Alice's memory"], env)).toMatchObject({
+        code: 0,
+        stderr: '',
+      });
+      expect(
+        await cli(['store', 'alice@example.com', 'PREFERENCE', 'odd key', 'tab\there\nnewline'], env),
+      ).toMatchObject({ code: 0 });
       expect(await cli(['store', 'bob@example.com', 'FACT', 'test2', "Bob's memory"], env)).toMatchObject({ code: 0 });
 
-      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test1'], env)).toEqual({ code: 0, stdout: "Alice's memory\n", stderr: '' });
-      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test2'], env)).toEqual({ code: 1, stdout: '', stderr: '' });
-      expect(await cli(['retrieve', 'bob@example.com', 'FACT', 'test1'], env)).toEqual({ code: 1, stdout: '', stderr: '' });
+      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test1'], env)).toEqual({
+        code: 0,
+        stdout: "Alice's memory\n",
+        stderr: '',
+      });
+      expect(await cli(['retrieve', 'alice@example.com', 'FACT', 'test2'], env)).toEqual({
+        code: 1,
+        stdout: '',
+        stderr: '',
+      });
+      expect(await cli(['retrieve', 'bob@example.com', 'FACT', 'test1'], env)).toEqual({
+        code: 1,
+        stdout: '',
+        stderr: '',
+      });
 
       const text = await cli(['list', 'alice@example.com'], env);
       expect(text.code).toBe(0);
@@ -116,10 +152,10 @@ describe('lk-memory', () => {
       // Nothing was written: the identity was never provisioned.
       const memory = await openMemory({ env, serve: false });
       try {
-        const rows = await transportOf(memory).query('select 1 from public.memory_users where id = $1 or identity = $2', [
-          identityToUserId(identity),
-          identity,
-        ]);
+        const rows = await transportOf(memory).query(
+          'select 1 from public.memory_users where id = $1 or identity = $2',
+          [identityToUserId(identity), identity],
+        );
         expect(rows).toEqual([]);
       } finally {
         await memory.close();

@@ -35,7 +35,12 @@ describe('no credential of DATABASE_URL is ever printed', () => {
   });
 
   it('migrate, store, inspect (text and JSON), settings, sync and doctor over a working URL', async () => {
-    const env = { DATABASE_URL: url, MEMORY_DATA_DIR: dataDir, MEMORY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'), LIVEKIT_URL: 'ws://127.0.0.1:1' };
+    const env = {
+      DATABASE_URL: url,
+      MEMORY_DATA_DIR: dataDir,
+      MEMORY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
+      LIVEKIT_URL: 'ws://127.0.0.1:1',
+    };
     const runs = {
       migrate: await cli(['migrate'], env),
       store: await cli(['store', 'alice@example.com', 'FACT', 'city', 'Porto'], env),
@@ -64,7 +69,9 @@ describe('no credential of DATABASE_URL is ever printed', () => {
     const env = { DATABASE_URL: dead, MEMORY_DATA_DIR: dataDir };
     const list = await cli(['list', 'alice@example.com'], env);
     expect(list.code).toBe(3);
-    expect(oneLine(list)).toMatch(/^lk-memory: BACKEND_UNAVAILABLE: postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/none\?password=\*\*\*/);
+    expect(oneLine(list)).toMatch(
+      /^lk-memory: BACKEND_UNAVAILABLE: postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/none\?password=\*\*\*/,
+    );
     const migrate = await cli(['migrate', '--database-url', dead], { MEMORY_DATA_DIR: dataDir });
     expect(migrate.code).toBe(3);
     const doctor = await cli(['doctor', '--json'], { ...env, LIVEKIT_URL: 'ws://127.0.0.1:1' });
@@ -79,7 +86,11 @@ describe('no credential of DATABASE_URL is ever printed', () => {
 
   it('an unparseable URL with a password is INVALID_CONFIG (exit 2) and the password is not echoed', async () => {
     for (const bad of [`postgres://user:${QUERY_SECRET} x@host:notaport/db`, `postgres://user:${QUERY_SECRET}@[::1`]) {
-      for (const run of [await cli(['list', 'a'], { DATABASE_URL: bad }), await cli(['--database-url', bad, 'migrate'], {}), await cli(['doctor', '--json'], { DATABASE_URL: bad, LIVEKIT_URL: 'ws://127.0.0.1:1' })]) {
+      for (const run of [
+        await cli(['list', 'a'], { DATABASE_URL: bad }),
+        await cli(['--database-url', bad, 'migrate'], {}),
+        await cli(['doctor', '--json'], { DATABASE_URL: bad, LIVEKIT_URL: 'ws://127.0.0.1:1' }),
+      ]) {
         expectNoSecret(bad, run.stdout + run.stderr);
       }
       const result = await cli(['list', 'a'], { DATABASE_URL: bad });

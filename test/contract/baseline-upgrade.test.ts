@@ -87,20 +87,28 @@ describe('the baseline migration over the legacy schema', () => {
     const actual = await schemaSnapshot(t);
     expect(actual).toEqual(expected);
     // Spelled out, although the equality above covers it: no old overload survived.
-    const overloads = actual.functions.filter((f) => ['memory_store', 'memory_forget', 'memory_start_session', 'memory_save_settings'].includes(f.name));
+    const overloads = actual.functions.filter((f) =>
+      ['memory_store', 'memory_forget', 'memory_start_session', 'memory_save_settings'].includes(f.name),
+    );
     expect(overloads.map((f) => `${f.name} -> ${f.result}`)).toEqual([
       'memory_forget -> jsonb',
       'memory_save_settings -> jsonb',
       'memory_start_session -> jsonb',
       'memory_store -> jsonb',
     ]);
-    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([{ version: BASELINE.version }]);
+    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([
+      { version: BASELINE.version },
+    ]);
     expect(await t.call('memory_schema_version', {}, 'value')).toBe(BASELINE.version);
     expect(await migrationStatus(t)).toEqual({ current: BASELINE.version, pending: [] });
     expect((await migrate(t)).applied).toEqual([]);
 
     // And the upgraded data still works through the new functions.
-    const forgotten = await t.call('memory_forget', { p_user_id: ALICE, p_category: 'FACT', p_key: 'a', p_clock: null }, 'value');
+    const forgotten = await t.call(
+      'memory_forget',
+      { p_user_id: ALICE, p_category: 'FACT', p_key: 'a', p_clock: null },
+      'value',
+    );
     expect(forgotten).toMatchObject({ existed: true });
     expect(await t.call('memory_retrieve', { p_user_id: BOB, p_category: 'FACT', p_key: 'b' }, 'value')).toBeNull();
   });
@@ -121,7 +129,9 @@ describe('the baseline migration over the legacy schema', () => {
     expect(await schemaSnapshot(t)).toEqual(expected);
     const rows = await t.query<{ value: string; clock: string }>('select value, clock from public.memories');
     expect(rows).toEqual([{ value: 'one', clock: expect.stringMatching(/^\d{15}\.0000000000\.server$/) }]);
-    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([{ version: BASELINE.version }]);
+    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([
+      { version: BASELINE.version },
+    ]);
   });
 
   it('runs again over itself without changing anything (what `supabase db push` may do after `lk-memory migrate`)', async () => {

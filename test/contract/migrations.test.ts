@@ -49,7 +49,9 @@ describe('migrations', () => {
     const db = await freshPostgres();
     const stores = await Promise.all(Array.from({ length: 6 }, () => openMemory({ env: {}, databaseUrl: db.url })));
     try {
-      const rows = await transportOf(stores[0]!).query<{ n: number }>('select count(*)::int as n from public.memory_schema_migrations');
+      const rows = await transportOf(stores[0]!).query<{ n: number }>(
+        'select count(*)::int as n from public.memory_schema_migrations',
+      );
       expect(rows[0]!.n).toBe(loadMigrations().length);
     } finally {
       await Promise.all(stores.map((s) => s.close()));
@@ -104,7 +106,10 @@ describe('migrations', () => {
     const db = await freshPostgres();
     const memory = await openMemory({ env: {}, databaseUrl: db.url, migrate: false });
     try {
-      const error = await memory.forIdentity('x@example.com').retrieve('FACT', 'k').catch((e: unknown) => e);
+      const error = await memory
+        .forIdentity('x@example.com')
+        .retrieve('FACT', 'k')
+        .catch((e: unknown) => e);
       expect((error as MemoryError).code).toBe('SCHEMA_NOT_MIGRATED');
       expect((error as MemoryError).message).toContain('lk-memory migrate');
       const provisioning = await memory.startSession('x@example.com').catch((e: unknown) => e);

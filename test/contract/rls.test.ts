@@ -31,7 +31,9 @@ describe('Row Level Security', () => {
     try {
       await client.query('begin');
       await client.query(`set local role ${role}`);
-      await client.query("select set_config('request.jwt.claims', $1, true)", [JSON.stringify(sub ? { sub, role } : { role })]);
+      await client.query("select set_config('request.jwt.claims', $1, true)", [
+        JSON.stringify(sub ? { sub, role } : { role }),
+      ]);
       const result = await client.query(sql, params);
       await client.query('commit');
       return { rows: result.rows as T[], rowCount: result.rowCount ?? 0 };
@@ -58,7 +60,12 @@ describe('Row Level Security', () => {
     await prepareSupabaseLikeDatabase(db.url);
     service = await openMemory({ env: {}, databaseUrl: db.url, cipher: new SecretCipher(randomBytes(32)) });
     pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    await pool.query('insert into auth.users (id, email) values ($1, $2), ($3, $4)', [AUTH_A, 'a@example.com', AUTH_B, 'b@example.com']);
+    await pool.query('insert into auth.users (id, email) values ($1, $2), ($3, $4)', [
+      AUTH_A,
+      'a@example.com',
+      AUTH_B,
+      'b@example.com',
+    ]);
     for (const [identity, auth, color] of [
       ['alice@example.com', AUTH_A, 'blue'],
       ['bob@example.com', AUTH_B, 'green'],
@@ -92,11 +99,19 @@ describe('Row Level Security', () => {
   });
 
   it("a user's JWT reads only the memories, settings and profile of the memory user linked to it", async () => {
-    const memories = (await as<{ user_id: string }>('authenticated', AUTH_A, 'select user_id, key, value from public.memories')).rows;
+    const memories = (
+      await as<{ user_id: string }>('authenticated', AUTH_A, 'select user_id, key, value from public.memories')
+    ).rows;
     expect(memories.length).toBe(2);
     expect(new Set(memories.map((m) => m.user_id))).toEqual(new Set([alice]));
 
-    const settings = (await as<{ user_id: string; secrets: unknown }>('authenticated', AUTH_A, 'select user_id, secrets from public.memory_settings')).rows;
+    const settings = (
+      await as<{ user_id: string; secrets: unknown }>(
+        'authenticated',
+        AUTH_A,
+        'select user_id, secrets from public.memory_settings',
+      )
+    ).rows;
     expect(settings.map((s) => s.user_id)).toEqual([alice]);
     expect(JSON.stringify(settings[0]!.secrets)).not.toContain('plaintext-key'); // still encrypted
     expect(JSON.stringify(settings[0]!.secrets)).toContain('"kid"');
@@ -106,13 +121,27 @@ describe('Row Level Security', () => {
   });
 
   it("a user's updates and deletes of another user's rows affect nothing, and it cannot write rows as them", async () => {
-    const update = await as('authenticated', AUTH_A, "update public.memories set value = 'hacked' where user_id = $1", [bob]);
+    const update = await as('authenticated', AUTH_A, "update public.memories set value = 'hacked' where user_id = $1", [
+      bob,
+    ]);
     const remove = await as('authenticated', AUTH_A, 'delete from public.memories where user_id = $1', [bob]);
-    const settings = await as('authenticated', AUTH_A, "update public.memory_settings set config = '{}'::jsonb where user_id = $1", [bob]);
-    const settingsDelete = await as('authenticated', AUTH_A, 'delete from public.memory_settings where user_id = $1', [bob]);
+    const settings = await as(
+      'authenticated',
+      AUTH_A,
+      "update public.memory_settings set config = '{}'::jsonb where user_id = $1",
+      [bob],
+    );
+    const settingsDelete = await as('authenticated', AUTH_A, 'delete from public.memory_settings where user_id = $1', [
+      bob,
+    ]);
     expect([update.rowCount, remove.rowCount, settings.rowCount, settingsDelete.rowCount]).toEqual([0, 0, 0, 0]);
     await expect(
-      as('authenticated', AUTH_A, "insert into public.memories (user_id, category, key, value) values ($1, 'FACT', 'planted', 'x')", [bob]),
+      as(
+        'authenticated',
+        AUTH_A,
+        "insert into public.memories (user_id, category, key, value) values ($1, 'FACT', 'planted', 'x')",
+        [bob],
+      ),
     ).rejects.toMatchObject({ code: '42501' });
     expect(await service.forIdentity('bob@example.com').retrieve('PREFERENCE', 'favorite_color')).toBe('green');
     expect(await service.forIdentity('bob@example.com').list()).toHaveLength(2);
@@ -120,14 +149,31 @@ describe('Row Level Security', () => {
   });
 
   it('a user changes its own rows', async () => {
-    const own = await as('authenticated', AUTH_A, "update public.memories set value = 'navy' where user_id = $1 and key = 'favorite_color'", [alice]);
+    const own = await as(
+      'authenticated',
+      AUTH_A,
+      "update public.memories set value = 'navy' where user_id = $1 and key = 'favorite_color'",
+      [alice],
+    );
     expect(own.rowCount).toBe(1);
-    await as('authenticated', AUTH_A, "insert into public.memories (user_id, category, key, value) values ($1, 'TASK', 'call_mum', 'sunday')", [alice]);
+    await as(
+      'authenticated',
+      AUTH_A,
+      "insert into public.memories (user_id, category, key, value) values ($1, 'TASK', 'call_mum', 'sunday')",
+      [alice],
+    );
     expect(await service.forIdentity('alice@example.com').retrieve('TASK', 'call_mum')).toBe('sunday');
   });
 
   it('a JWT linked to no memory user, and anon, see nothing', async () => {
-    for (const table of ['memories', 'memory_settings', 'memory_users', 'memory_audit_log', 'memory_tombstones', 'memory_schema_migrations']) {
+    for (const table of [
+      'memories',
+      'memory_settings',
+      'memory_users',
+      'memory_audit_log',
+      'memory_tombstones',
+      'memory_schema_migrations',
+    ]) {
       expect(await visible('authenticated', AUTH_STRANGER, table)).toEqual([]);
       expect(await visible('anon', null, table)).toEqual([]);
     }
@@ -137,7 +183,12 @@ describe('Row Level Security', () => {
   it("end users cannot call the service's functions to reach around the policies", async () => {
     for (const role of ['anon', 'authenticated'] as const) {
       await expect(
-        as(role, AUTH_A, "select public.memory_retrieve(p_user_id => $1, p_category => 'PREFERENCE', p_key => 'favorite_color')", [bob]),
+        as(
+          role,
+          AUTH_A,
+          "select public.memory_retrieve(p_user_id => $1, p_category => 'PREFERENCE', p_key => 'favorite_color')",
+          [bob],
+        ),
       ).rejects.toMatchObject({ code: '42501' });
     }
     const serviceRole = await as<{ value: string }>(

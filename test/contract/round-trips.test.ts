@@ -25,7 +25,10 @@ async function expectOneRoundTripPerOperation(memory: MemoryStore, proxy: PgWire
     ['retrieve', () => handle.retrieve('FACT', 'k')],
     ['list', () => handle.list()],
     ['forget', () => handle.forget('FACT', 'k')],
-    ['startSession (known user, with memories)', () => memory.startSession('wire-new@example.com', { memoryLimit: 20 })],
+    [
+      'startSession (known user, with memories)',
+      () => memory.startSession('wire-new@example.com', { memoryLimit: 20 }),
+    ],
   ] as const) {
     proxy.reset();
     await op();

@@ -18,7 +18,11 @@ async function codeOf(run: () => Promise<unknown>): Promise<MemoryErrorCode | 'n
 
 /** The same store over the same database with another cipher (what a restart with new keys gives). */
 function withCipher(backend: BackendUnderTest, cipher: SecretCipher | undefined): MemoryStore {
-  return new MemoryStore(rpcTransportOf(backend.memory), { namespace: backend.memory.namespace, maxValueBytes: 16384, cipher });
+  return new MemoryStore(rpcTransportOf(backend.memory), {
+    namespace: backend.memory.namespace,
+    maxValueBytes: 16384,
+    cipher,
+  });
 }
 
 /**
@@ -36,16 +40,28 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
       const { memory } = getBackend();
       const alice = await user('settings-alice');
       const saved = await alice.saveSettings({
-        config: { voice: 'alloy', language: 'pt-BR', model: 'gpt-4.1-mini', instructions: 'Speak slowly.', externalAgentIds: { crm: 'agent-42' } },
+        config: {
+          voice: 'alloy',
+          language: 'pt-BR',
+          model: 'gpt-4.1-mini',
+          instructions: 'Speak slowly.',
+          externalAgentIds: { crm: 'agent-42' },
+        },
         secrets: { OPENAI_API_KEY: 'sk-alice-very-secret', CRM_TOKEN: 'crm-token-alice' },
       });
       expect(saved).toMatchObject({ tenant: 'default', version: 1, secretNames: ['CRM_TOKEN', 'OPENAI_API_KEY'] });
       const read = await alice.getSettings();
       expect(read?.config).toEqual(saved.config);
-      expect(await alice.revealSecrets(read!)).toEqual({ OPENAI_API_KEY: 'sk-alice-very-secret', CRM_TOKEN: 'crm-token-alice' });
+      expect(await alice.revealSecrets(read!)).toEqual({
+        OPENAI_API_KEY: 'sk-alice-very-secret',
+        CRM_TOKEN: 'crm-token-alice',
+      });
 
       // Secrets merge by name and can be removed; a save without config keeps the config.
-      const merged = await alice.saveSettings({ secrets: { CRM_TOKEN: 'rotated-token' }, removeSecrets: ['OPENAI_API_KEY'] });
+      const merged = await alice.saveSettings({
+        secrets: { CRM_TOKEN: 'rotated-token' },
+        removeSecrets: ['OPENAI_API_KEY'],
+      });
       expect(merged.secretNames).toEqual(['CRM_TOKEN']);
       expect(merged.config.voice).toBe('alloy');
       expect(await alice.revealSecrets(merged)).toEqual({ CRM_TOKEN: 'rotated-token' });
@@ -59,7 +75,9 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
 
       // Tenants are separate rows.
       await alice.saveSettings({ tenant: 'acme', config: { voice: 'verse' } });
-      expect((await memory.startSession(alice.user.identity, { tenant: 'acme' })).settings?.config).toEqual({ voice: 'verse' });
+      expect((await memory.startSession(alice.user.identity, { tenant: 'acme' })).settings?.config).toEqual({
+        voice: 'verse',
+      });
       expect((await alice.getSettings('default'))?.config.voice).toBe('alloy');
       expect(await alice.getSettings('nobody')).toBeNull();
     });
@@ -71,7 +89,9 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
 
       const carol = await user('settings-carol');
       const saves = await Promise.allSettled(
-        Array.from({ length: 20 }, (_, i) => carol.saveSettings({ config: { model: `m${i}` }, secrets: { [`TOKEN_${i}`]: `value-${i}` } })),
+        Array.from({ length: 20 }, (_, i) =>
+          carol.saveSettings({ config: { model: `m${i}` }, secrets: { [`TOKEN_${i}`]: `value-${i}` } }),
+        ),
       );
       expect(saves.filter((s) => s.status === 'rejected')).toEqual([]);
       const final = (await carol.getSettings())!;
@@ -94,16 +114,19 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
       expect(rows).toHaveLength(1);
       expect(rows[0]!.secrets).not.toContain(plaintext);
       expect(rows[0]!.secrets).toContain('"kid"');
-      const audit = await backend.sql<{ text: string }>('select detail::text as text from public.memory_audit_log where user_id = $1', [dave.user.id]);
+      const audit = await backend.sql<{ text: string }>(
+        'select detail::text as text from public.memory_audit_log where user_id = $1',
+        [dave.user.id],
+      );
       expect(audit.length).toBeGreaterThan(0);
       for (const row of audit) expect(row.text).not.toContain(plaintext);
 
       // Copy dave's ciphertext into erin's row: bound to dave, it fails for erin.
       await erin.saveSettings({ config: {} });
-      await backend.sql('update public.memory_settings set secrets = (select secrets from public.memory_settings where user_id = $1) where user_id = $2', [
-        dave.user.id,
-        erin.user.id,
-      ]);
+      await backend.sql(
+        'update public.memory_settings set secrets = (select secrets from public.memory_settings where user_id = $1) where user_id = $2',
+        [dave.user.id, erin.user.id],
+      );
       expect(await codeOf(async () => erin.revealSecrets((await erin.getSettings())!))).toBe('DECRYPTION_FAILED');
     });
 
@@ -132,7 +155,9 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
 
       const keyless = withCipher(backend, undefined).forUser(frank.user);
       expect(await codeOf(() => keyless.saveSettings({ secrets: { X: 'y' } }))).toBe('ENCRYPTION_KEY_MISSING');
-      expect(await codeOf(async () => keyless.revealSecrets((await keyless.getSettings())!))).toBe('ENCRYPTION_KEY_MISSING');
+      expect(await codeOf(async () => keyless.revealSecrets((await keyless.getSettings())!))).toBe(
+        'ENCRYPTION_KEY_MISSING',
+      );
       // Config alone needs no key.
       expect((await keyless.saveSettings({ config: { voice: 'echo' } })).config.voice).toBe('echo');
     });
@@ -142,7 +167,11 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
       const oldKey = randomBytes(32);
       const newKey = randomBytes(32);
       const before = withCipher(backend, new SecretCipher(oldKey));
-      const users = await Promise.all(Array.from({ length: 5 }, async (_, i) => before.forUser((await before.startSession(fresh(`rotate${i}`))).user)));
+      const users = await Promise.all(
+        Array.from({ length: 5 }, async (_, i) =>
+          before.forUser((await before.startSession(fresh(`rotate${i}`))).user),
+        ),
+      );
       for (const [i, u] of users.entries()) await u.saveSettings({ secrets: { A: `a-${i}`, B: `b-${i}` } });
 
       const after = withCipher(backend, new SecretCipher(newKey, [oldKey]));
@@ -182,4 +211,3 @@ export function describeSettingsContract(getBackend: () => BackendUnderTest): vo
     });
   });
 }
-

@@ -8,7 +8,10 @@ import { describeSettingsContract } from './settings-contract.js';
 /** A fresh identity per test, so tests that share one database never share a user. */
 const fresh = (label: string) => `${label}-${randomUUID()}@example.com`;
 
-async function expectMemoryError(promise: Promise<unknown> | (() => unknown), code: MemoryErrorCode): Promise<MemoryError> {
+async function expectMemoryError(
+  promise: Promise<unknown> | (() => unknown),
+  code: MemoryErrorCode,
+): Promise<MemoryError> {
   let caught: unknown;
   try {
     await (typeof promise === 'function' ? promise() : promise);
@@ -21,7 +24,9 @@ async function expectMemoryError(promise: Promise<unknown> | (() => unknown), co
 }
 
 async function snapshot(backend: BackendUnderTest): Promise<string> {
-  const users = await backend.sql('select id, identity, session_count, created_at, last_seen_at from public.memory_users order by id');
+  const users = await backend.sql(
+    'select id, identity, session_count, created_at, last_seen_at from public.memory_users order by id',
+  );
   const memories = await backend.sql('select * from public.memories order by user_id, category, key');
   return JSON.stringify({ users, memories });
 }
@@ -128,7 +133,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
     it('stores text faithfully: quotes, SQL, newlines, emoji, right-to-left, the maximum size', async () => {
       const handle = memory.forUser((await memory.startSession(fresh('gina'))).user);
       const values = [
-        "O'Brien said \"hi\"",
+        'O\'Brien said "hi"',
         "'); drop table memories; --",
         'line one\nline two\r\n\ttabbed',
         '👩‍💻 and 用户 and مستخدم',
@@ -190,7 +195,10 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
         [() => good.forget('FACT', ''), 'INVALID_KEY'],
         [() => good.list({ category: 'lower' }), 'INVALID_CATEGORY'],
         [() => good.list({ limit: -5 }), 'INVALID_OPTION'],
-        [() => memory.forUser({ id: identityToUserId('bob@example.com'), identity: 'alice@example.com' }), 'USER_MISMATCH'],
+        [
+          () => memory.forUser({ id: identityToUserId('bob@example.com'), identity: 'alice@example.com' }),
+          'USER_MISMATCH',
+        ],
         [() => memory.forUser({ id: 'not-a-uuid', identity: '' }), 'USER_MISMATCH'],
       ];
       expect(cases.length).toBeGreaterThanOrEqual(20);
@@ -206,8 +214,13 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       const sessions = await Promise.all(Array.from({ length: 100 }, () => memory.startSession(identity)));
       expect(new Set(sessions.map((s) => s.user.id))).toEqual(new Set([identityToUserId(identity)]));
       expect(sessions.filter((s) => s.firstSession)).toHaveLength(1);
-      expect(sessions.map((s) => s.user.sessionCount).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
-      const rows = await backend.sql<{ n: number }>('select count(*)::int as n from public.memory_users where identity = $1', [identity]);
+      expect(sessions.map((s) => s.user.sessionCount).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 100 }, (_, i) => i + 1),
+      );
+      const rows = await backend.sql<{ n: number }>(
+        'select count(*)::int as n from public.memory_users where identity = $1',
+        [identity],
+      );
       expect(rows[0]!.n).toBe(1);
     });
 
@@ -217,7 +230,9 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       // are adjacent so that every connection of the pool races for each new user in turn.
       const identities = Array.from({ length: 50 }, (_, i) => fresh(`crowd${i}`));
       const calls = identities.flatMap((identity) => Array.from({ length: 20 }, () => identity));
-      const settled = await Promise.allSettled(calls.map((identity) => memory.startSession(identity, { memoryLimit: 5 })));
+      const settled = await Promise.allSettled(
+        calls.map((identity) => memory.startSession(identity, { memoryLimit: 5 })),
+      );
       const errors = settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
       expect(errors).toEqual([]);
       for (const identity of identities) {
@@ -226,7 +241,10 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
         expect(mine.every((s) => s.user.id === identityToUserId(identity) && s.user.identity === identity)).toBe(true);
         expect(mine.filter((s) => s.firstSession)).toHaveLength(1);
       }
-      const rows = await backend.sql<{ n: number }>('select count(*)::int as n from public.memory_users where identity = any($1)', [identities]);
+      const rows = await backend.sql<{ n: number }>(
+        'select count(*)::int as n from public.memory_users where identity = any($1)',
+        [identities],
+      );
       expect(rows[0]!.n).toBe(50);
     });
 
@@ -327,9 +345,30 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       // Prefix siblings and labels with LIKE wildcards, separators and quotes: the shapes that
       // broke other stores' isolation (pattern matching instead of equality).
       const identities = [
-        'acme', 'acme-corp', 'acme%', 'acme_', 'acme:1', 'acme:10', "o'brien", '"quoted"', 'a%b', 'a_b',
-        'tenant:acme', 'tenant:acme-corp', 'user', 'user1', 'user_1', 'User', ' user', 'user ', '%', '_',
-        'x\\y', 'José', '用户一号', 'alice@example.com',
+        'acme',
+        'acme-corp',
+        'acme%',
+        'acme_',
+        'acme:1',
+        'acme:10',
+        "o'brien",
+        '"quoted"',
+        'a%b',
+        'a_b',
+        'tenant:acme',
+        'tenant:acme-corp',
+        'user',
+        'user1',
+        'user_1',
+        'User',
+        ' user',
+        'user ',
+        '%',
+        '_',
+        'x\\y',
+        'José',
+        '用户一号',
+        'alice@example.com',
       ].map((label) => `iso-${seed}-${label}`);
       const categories = ['FACT', 'PREFERENCE', 'TASK', 'FACT_2'];
       // Shared keys on purpose: every user writes the same (category, key) pairs.
@@ -380,9 +419,12 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
           for (const m of listed) expect(m.value.startsWith(`${identity}|`)).toBe(true);
         }
       } catch (error) {
-        throw new Error(`randomised isolation failed at step ${step} with seed ${seed} (replay: MEMORY_TEST_SEED=${seed} npm test): ${(error as Error).message}`, {
-          cause: error,
-        });
+        throw new Error(
+          `randomised isolation failed at step ${step} with seed ${seed} (replay: MEMORY_TEST_SEED=${seed} npm test): ${(error as Error).message}`,
+          {
+            cause: error,
+          },
+        );
       }
       expect(counts.store + counts.retrieve + counts.list + counts.forget).toBe(5000);
       expect(Math.min(...Object.values(counts))).toBeGreaterThan(100);

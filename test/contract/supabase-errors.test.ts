@@ -2,7 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryError, MemoryStore, openMemory, type MemoryErrorCode } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { createSupabaseTransport } from '../../memory/transports/supabase.js';
-import { errorBody, PostgrestStandin, postgrestErrors, prepareSupabaseLikeDatabase } from '../support/postgrest-standin.js';
+import {
+  errorBody,
+  PostgrestStandin,
+  postgrestErrors,
+  prepareSupabaseLikeDatabase,
+} from '../support/postgrest-standin.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
 async function codeOf(run: () => Promise<unknown>): Promise<{ code: MemoryErrorCode | 'none'; message: string }> {
@@ -28,7 +33,13 @@ describe('Supabase transport: errors that say what to do', () => {
     standin = new PostgrestStandin({ databaseUrl: db.url });
     await standin.start();
     memory = new MemoryStore(
-      createSupabaseTransport({ url: standin.url, serviceRoleKey: standin.serviceRoleKey, fetch: standin.fetch, timeoutMs: 300, reloadWaitMs: 50 }),
+      createSupabaseTransport({
+        url: standin.url,
+        serviceRoleKey: standin.serviceRoleKey,
+        fetch: standin.fetch,
+        timeoutMs: 300,
+        reloadWaitMs: 50,
+      }),
       { namespace: '6ba7b810-9dad-11d1-80b4-00c04fd430c8', maxValueBytes: 16384 },
     );
     await memory.startSession('alice@example.com');
@@ -46,7 +57,10 @@ describe('Supabase transport: errors that say what to do', () => {
     standin.clear();
     standin.failNext('memory_retrieve', {
       status: 404,
-      body: errorBody('PGRST202', 'Could not find the function public.memory_retrieve(p_category, p_key, p_user_id) in the schema cache'),
+      body: errorBody(
+        'PGRST202',
+        'Could not find the function public.memory_retrieve(p_category, p_key, p_user_id) in the schema cache',
+      ),
     });
     expect(await alice().retrieve('FACT', 'k')).toBeNull();
     expect(calls('memory_reload_schema')).toBe(1);
@@ -80,14 +94,19 @@ describe('Supabase transport: errors that say what to do', () => {
     standin.delayNext('memory_retrieve', 1500);
     expect((await codeOf(() => alice().retrieve('FACT', 'k'))).code).toBe('TIMEOUT');
     // And a real one, not injected: the FK refuses a store for a user that does not exist.
-    expect((await codeOf(() => memory.forIdentity('ghost@example.com').store('FACT', 'k', 'v'))).code).toBe('USER_NOT_PROVISIONED');
+    expect((await codeOf(() => memory.forIdentity('ghost@example.com').store('FACT', 'k', 'v'))).code).toBe(
+      'USER_NOT_PROVISIONED',
+    );
   });
 
   it('the anon key is refused (42501 from the revoked functions) with a hint about the service_role key', async () => {
-    const anon = new MemoryStore(createSupabaseTransport({ url: standin.url, serviceRoleKey: standin.anonKey, fetch: standin.fetch }), {
-      namespace: '6ba7b810-9dad-11d1-80b4-00c04fd430c8',
-      maxValueBytes: 16384,
-    });
+    const anon = new MemoryStore(
+      createSupabaseTransport({ url: standin.url, serviceRoleKey: standin.anonKey, fetch: standin.fetch }),
+      {
+        namespace: '6ba7b810-9dad-11d1-80b4-00c04fd430c8',
+        maxValueBytes: 16384,
+      },
+    );
     const { code, message } = await codeOf(() => anon.forIdentity('alice@example.com').retrieve('FACT', 'k'));
     expect(code).toBe('PERMISSION_DENIED');
     expect(message).toContain('service_role');

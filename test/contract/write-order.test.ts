@@ -38,9 +38,15 @@ for (const backend of ['postgres', 'embedded'] as const) {
     });
 
     it('memory_clock_after: next sequence number, then next millisecond; writer "server"; null stays null', async () => {
-      expect(await one('public.memory_clock_after($1)', ['000001700000000.0000000005.abcd'])).toBe('000001700000000.0000000006.server');
-      expect(await one('public.memory_clock_after($1)', ['000001700000000.9999999999.abcd'])).toBe('000001700000001.0000000000.server');
-      expect(await one('public.memory_clock_after($1)', ['000001700000000.0000000000.server'])).toBe('000001700000000.0000000001.server');
+      expect(await one('public.memory_clock_after($1)', ['000001700000000.0000000005.abcd'])).toBe(
+        '000001700000000.0000000006.server',
+      );
+      expect(await one('public.memory_clock_after($1)', ['000001700000000.9999999999.abcd'])).toBe(
+        '000001700000001.0000000000.server',
+      );
+      expect(await one('public.memory_clock_after($1)', ['000001700000000.0000000000.server'])).toBe(
+        '000001700000000.0000000001.server',
+      );
       expect(await one('public.memory_clock_after($1)', [null])).toBeNull();
       const c = '000001700000000.0000000007.zzzz';
       expect((await one<string>('public.memory_clock_after($1)', [c])) > c).toBe(true);
@@ -51,20 +57,25 @@ for (const backend of ['postgres', 'embedded'] as const) {
       expect(await store('skewed', 'from the future', ahead)).toMatchObject({ applied: true, clock: ahead });
       const online = await store('skewed', 'now', null);
       expect(online).toEqual({ applied: true, clock: expect.stringMatching(CLOCK), updated_at: expect.anything() });
-      expect(online.clock as string > ahead).toBe(true);
+      expect((online.clock as string) > ahead).toBe(true);
       expect(await retrieve('skewed')).toBe('now');
       expect(await b.memory.forIdentity('writer@example.com').retrieve('FACT', 'skewed')).toBe('now');
       // Two online writes in a row: the second lands after the first, even within one millisecond.
       const again = await store('skewed', 'later', null);
       expect(again.applied).toBe(true);
-      expect(again.clock as string > (online.clock as string)).toBe(true);
+      expect((again.clock as string) > (online.clock as string)).toBe(true);
       expect(await retrieve('skewed')).toBe('later');
     });
 
     it('a replay (p_clock given) still loses to a newer value, and says which clock won', async () => {
       const online = await store('replayed', 'online', null);
       const stale = past();
-      expect(await store('replayed', 'stale replay', stale)).toEqual({ applied: false, clock: stale, updated_at: null, current_clock: online.clock });
+      expect(await store('replayed', 'stale replay', stale)).toEqual({
+        applied: false,
+        clock: stale,
+        updated_at: null,
+        current_clock: online.clock,
+      });
       expect(await retrieve('replayed')).toBe('online');
     });
 
@@ -73,12 +84,15 @@ for (const backend of ['postgres', 'embedded'] as const) {
       const ahead = future();
       expect(await forget('tombstoned', ahead)).toEqual({ existed: true, clock: ahead });
       // A replayed store older than the tombstone stays deleted...
-      expect(await store('tombstoned', 'replayed', clockAt(Date.now()))).toMatchObject({ applied: false, current_clock: ahead });
+      expect(await store('tombstoned', 'replayed', clockAt(Date.now()))).toMatchObject({
+        applied: false,
+        current_clock: ahead,
+      });
       expect(await retrieve('tombstoned')).toBeNull();
       // ...an online one is the newest write there is.
       const online = await store('tombstoned', 'after', null);
       expect(online).toMatchObject({ applied: true });
-      expect(online.clock as string > ahead).toBe(true);
+      expect((online.clock as string) > ahead).toBe(true);
       expect(await retrieve('tombstoned')).toBe('after');
     });
 
@@ -87,7 +101,7 @@ for (const backend of ['postgres', 'embedded'] as const) {
       await store('doomed', 'from the future', ahead);
       const gone = await forget('doomed', null);
       expect(gone).toEqual({ existed: true, clock: expect.stringMatching(CLOCK) });
-      expect(gone.clock as string > ahead).toBe(true);
+      expect((gone.clock as string) > ahead).toBe(true);
       expect(await retrieve('doomed')).toBeNull();
       expect(await store('doomed', 'replayed', ahead)).toMatchObject({ applied: false, current_clock: gone.clock });
       expect(await forget('never-stored', null)).toEqual({ existed: false, clock: expect.stringMatching(CLOCK) });
@@ -104,16 +118,17 @@ for (const backend of ['postgres', 'embedded'] as const) {
       const ahead = future();
       const secret = (at: string) => ({ v: 1, kid: 'k1', iv: 'aa', ct: 'bb', tag: 'cc', at });
       const save = (config: unknown, secrets: unknown, clock: string | null) =>
-        one<Record<string, unknown>>("public.memory_save_settings($1, 'default', $2::jsonb, $3::jsonb, '[]'::jsonb, 'test', $4)", [
-          user,
-          config === null ? null : JSON.stringify(config),
-          JSON.stringify(secrets),
-          clock,
-        ]);
-      expect(await save({ voice: 'future' }, { API_KEY: secret(ahead) }, ahead)).toMatchObject({ config: { voice: 'future' }, clock: ahead });
+        one<Record<string, unknown>>(
+          "public.memory_save_settings($1, 'default', $2::jsonb, $3::jsonb, '[]'::jsonb, 'test', $4)",
+          [user, config === null ? null : JSON.stringify(config), JSON.stringify(secrets), clock],
+        );
+      expect(await save({ voice: 'future' }, { API_KEY: secret(ahead) }, ahead)).toMatchObject({
+        config: { voice: 'future' },
+        clock: ahead,
+      });
       const online = await save({ voice: 'now' }, { API_KEY: secret('000000000000000.0000000000.client') }, null);
       expect(online).toMatchObject({ config: { voice: 'now' }, clock: expect.stringMatching(CLOCK) });
-      expect(online.clock as string > ahead).toBe(true);
+      expect((online.clock as string) > ahead).toBe(true);
       // The server stamps the secret with the save's clock, whatever the caller sent.
       expect((online.secrets as Record<string, { at: string }>).API_KEY!.at).toBe(online.clock);
       const replay = await save({ voice: 'replayed' }, { API_KEY: secret(ahead) }, ahead);
@@ -128,8 +143,13 @@ for (const backend of ['postgres', 'embedded'] as const) {
       );
       expect(session.memories.length).toBeGreaterThan(0);
       for (const m of session.memories) expect(m.clock).toMatch(CLOCK);
-      const stored = await b.sql<{ key: string; clock: string }>('select key, clock from public.memories where user_id = $1', [user]);
-      expect(Object.fromEntries(session.memories.map((m) => [m.key, m.clock]))).toEqual(Object.fromEntries(stored.map((r) => [r.key, r.clock])));
+      const stored = await b.sql<{ key: string; clock: string }>(
+        'select key, clock from public.memories where user_id = $1',
+        [user],
+      );
+      expect(Object.fromEntries(session.memories.map((m) => [m.key, m.clock]))).toEqual(
+        Object.fromEntries(stored.map((r) => [r.key, r.clock])),
+      );
     });
   });
 }

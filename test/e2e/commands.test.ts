@@ -17,7 +17,11 @@ afterAll(() => {
 
 describe('npm run token', () => {
   it('prints a token for the identity that dispatches the agent into a fresh room', async () => {
-    const result = await runTs('scripts/token.ts', ['--identity', 'alice@example.com', '--json'], cleanEnv({ LIVEKIT_AGENT_NAME: 'my-agent' }));
+    const result = await runTs(
+      'scripts/token.ts',
+      ['--identity', 'alice@example.com', '--json'],
+      cleanEnv({ LIVEKIT_AGENT_NAME: 'my-agent' }),
+    );
     expect(result.code).toBe(0);
     const out = JSON.parse(result.stdout) as { url: string; room: string; token: string; agentName: string };
     expect(out.url).toBe('ws://127.0.0.1:7880');
@@ -27,7 +31,9 @@ describe('npm run token', () => {
     expect(claims.video?.canUpdateOwnMetadata).toBeFalsy();
     expect(JSON.stringify(claims.roomConfig)).toContain('my-agent');
 
-    const again = JSON.parse((await runTs('scripts/token.ts', ['--identity', 'bob', '--json'], cleanEnv())).stdout) as { room: string };
+    const again = JSON.parse((await runTs('scripts/token.ts', ['--identity', 'bob', '--json'], cleanEnv())).stdout) as {
+      room: string;
+    };
     expect(again.room).not.toBe(out.room);
   });
 
@@ -48,7 +54,12 @@ describe('npm start', () => {
     dirs.push(dataDir);
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/start.ts')], {
       cwd: ROOT,
-      env: cleanEnv({ LIVEKIT_URL: `ws://127.0.0.1:${port}`, OPENAI_BASE_URL: model.baseURL, LLM_MODEL: 'scripted', MEMORY_DATA_DIR: dataDir }),
+      env: cleanEnv({
+        LIVEKIT_URL: `ws://127.0.0.1:${port}`,
+        OPENAI_BASE_URL: model.baseURL,
+        LLM_MODEL: 'scripted',
+        MEMORY_DATA_DIR: dataDir,
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: string[] = [];

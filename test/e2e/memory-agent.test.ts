@@ -36,7 +36,16 @@ const script = rules(
     {
       when: both(offers('remember'), userSaid(/I like the colou?r (\w+)/i)),
       reply: (req) => ({
-        toolCalls: [{ name: 'remember', arguments: { category: 'PREFERENCE', key: 'favorite_color', value: /colou?r (\w+)/i.exec(lastUserText(req)!)![1]! } }],
+        toolCalls: [
+          {
+            name: 'remember',
+            arguments: {
+              category: 'PREFERENCE',
+              key: 'favorite_color',
+              value: /colou?r (\w+)/i.exec(lastUserText(req)!)![1]!,
+            },
+          },
+        ],
       }),
     },
     {
@@ -45,7 +54,14 @@ const script = rules(
     },
     {
       when: both(offers('remember'), userSaid(/^remember this: /i)),
-      reply: (req) => ({ toolCalls: [{ name: 'remember', arguments: { category: 'FACT', key: 'note', value: lastUserText(req)!.slice('remember this: '.length) } }] }),
+      reply: (req) => ({
+        toolCalls: [
+          {
+            name: 'remember',
+            arguments: { category: 'FACT', key: 'note', value: lastUserText(req)!.slice('remember this: '.length) },
+          },
+        ],
+      }),
     },
     { when: toolResultFor(), reply: (req) => ({ text: `Done: ${String(lastToolResult(req)!.value)}` }) },
     { when: (req) => systemText(req).includes('first conversation'), reply: { text: 'Hello, nice to meet you!' } },
@@ -118,7 +134,10 @@ describe('the memory agent in real LiveKit rooms', () => {
     const [first] = requestsFor(stack, ALICE, since);
     const system = systemText(first!);
     expect(system).toContain('returning');
-    const block = system.slice(system.indexOf(MEMORY_BLOCK_OPEN), system.indexOf(MEMORY_BLOCK_CLOSE) + MEMORY_BLOCK_CLOSE.length);
+    const block = system.slice(
+      system.indexOf(MEMORY_BLOCK_OPEN),
+      system.indexOf(MEMORY_BLOCK_CLOSE) + MEMORY_BLOCK_CLOSE.length,
+    );
     expect(block).toContain('- PREFERENCE "favorite_color": "blue"');
   });
 
@@ -126,7 +145,10 @@ describe('the memory agent in real LiveKit rooms', () => {
     const since = mark();
     const [alice, bob] = await Promise.all([stack.join(ALICE), stack.join(BOB)]);
     await Promise.all([alice.waitForGreeting(), bob.waitForGreeting()]);
-    const [aliceReply, bobReply] = await Promise.all([alice.say('What is my favourite colour?'), bob.say('I like the colour green')]);
+    const [aliceReply, bobReply] = await Promise.all([
+      alice.say('What is my favourite colour?'),
+      bob.say('I like the colour green'),
+    ]);
     expect(aliceReply).toContain('"blue"');
     expect(bobReply).toContain('"green"');
     const bobAgain = await bob.say('What is my favourite colour?');
@@ -136,7 +158,9 @@ describe('the memory agent in real LiveKit rooms', () => {
     const aliceRequests = requestsFor(stack, ALICE, since);
     const bobRequests = requestsFor(stack, BOB, since);
     // Every request of the step belongs to one of the two.
-    expect(aliceRequests.length + bobRequests.length).toBe(stack.model.chatRequests().filter((r) => r.index >= since).length);
+    expect(aliceRequests.length + bobRequests.length).toBe(
+      stack.model.chatRequests().filter((r) => r.index >= since).length,
+    );
     expect(aliceRequests.length).toBeGreaterThanOrEqual(3);
     expect(bobRequests.length).toBeGreaterThanOrEqual(5);
     for (const request of aliceRequests) expect(allText(request)).not.toMatch(/green/i);
@@ -197,7 +221,9 @@ describe('the memory agent in real LiveKit rooms', () => {
     const run = (text: string) => transportOf(memory).query(text);
     await run('create schema if not exists auth');
     await run('create table if not exists auth.users (id uuid primary key)');
-    await run('alter table public.memory_users add constraint profiles_id_fkey foreign key (id) references auth.users (id) not valid');
+    await run(
+      'alter table public.memory_users add constraint profiles_id_fkey foreign key (id) references auth.users (id) not valid',
+    );
     try {
       const since = mark();
       const stranger = await stack.join('stranger@example.com');

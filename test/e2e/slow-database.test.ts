@@ -15,9 +15,16 @@ const script = rules(
   [
     {
       when: userSaid(/what is my favou?rite colou?r/i),
-      reply: (req) => ({ text: systemText(req).includes('"favorite_color": "blue"') ? 'Your favourite colour is blue.' : "I can't check right now." }),
+      reply: (req) => ({
+        text: systemText(req).includes('"favorite_color": "blue"')
+          ? 'Your favourite colour is blue.'
+          : "I can't check right now.",
+      }),
     },
-    { when: (req) => systemText(req).includes('Do not say whether you have talked before'), reply: { text: GENERIC_HELLO } },
+    {
+      when: (req) => systemText(req).includes('Do not say whether you have talked before'),
+      reply: { text: GENERIC_HELLO },
+    },
     { when: (req) => systemText(req).includes('returning'), reply: { text: 'Welcome back!' } },
     { when: (req) => systemText(req).includes('first conversation'), reply: { text: 'Hello, nice to meet you!' } },
   ],
@@ -35,7 +42,12 @@ async function health(stack: Stack): Promise<{ code: number; body: Health }> {
   return { code: response.status, body: (await response.json()) as Health };
 }
 
-async function until<T>(probe: () => Promise<T> | T, ok: (value: T) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+async function until<T>(
+  probe: () => Promise<T> | T,
+  ok: (value: T) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -119,22 +131,33 @@ describe('Database slower than the budget: the session starts on time without me
     const later = aliceRequests().slice(count);
     expect(later.length).toBeGreaterThan(0);
     const system = systemText(later[0]!);
-    const block = system.slice(system.indexOf(MEMORY_BLOCK_OPEN), system.indexOf(MEMORY_BLOCK_CLOSE) + MEMORY_BLOCK_CLOSE.length);
+    const block = system.slice(
+      system.indexOf(MEMORY_BLOCK_OPEN),
+      system.indexOf(MEMORY_BLOCK_CLOSE) + MEMORY_BLOCK_CLOSE.length,
+    );
     expect(block).toContain('- PREFERENCE "favorite_color": "blue"');
     expect(system).toContain('has just loaded');
     expect(system).not.toContain('still loading');
     expect(toolNames(later[0]!).sort()).toEqual(['forget', 'list_memories', 'recall', 'remember']);
     // Greeted once: no second greeting after the memory arrived.
-    expect(alice.agentReplies.filter((text) => text === GENERIC_HELLO || text === 'Welcome back!')).toEqual([GENERIC_HELLO]);
+    expect(alice.agentReplies.filter((text) => text === GENERIC_HELLO || text === 'Welcome back!')).toEqual([
+      GENERIC_HELLO,
+    ]);
 
-    console.info(`slow database (1.5 s per chunk, budget 300 ms): greeting after ${greetingMs} ms, late memory landed after ${landedMs} ms`);
+    console.info(
+      `slow database (1.5 s per chunk, budget 300 ms): greeting after ${greetingMs} ms, late memory landed after ${landedMs} ms`,
+    );
   });
 
   it('the health endpoint reports memory up, down while the database is stopped, and up again', async () => {
     proxy.setDelay(0);
     expect(stack.healthUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/health$/);
 
-    const up = await until(() => health(stack), (h) => h.body.memory.state === 'up', 'memory to be up');
+    const up = await until(
+      () => health(stack),
+      (h) => h.body.memory.state === 'up',
+      'memory to be up',
+    );
     expect(up.code).toBe(200);
     expect(up.body.status).toBe('ok');
     expect(up.body.livekit.registered).toBe(true);
@@ -149,7 +172,11 @@ describe('Database slower than the budget: the session starts on time without me
     expect(down.body.livekit.registered).toBe(true);
 
     proxy.startDatabase();
-    const back = await until(() => health(stack), (h) => h.body.memory.state === 'up', 'memory to come back');
+    const back = await until(
+      () => health(stack),
+      (h) => h.body.memory.state === 'up',
+      'memory to come back',
+    );
     expect(back.body.status).toBe('ok');
   });
 });

@@ -17,7 +17,16 @@ const script = rules(
     {
       when: (req) => toolNames(req).includes('remember') && userSaid(/I like the colou?r (\w+)/i)(req),
       reply: (req) => ({
-        toolCalls: [{ name: 'remember', arguments: { category: 'PREFERENCE', key: 'favorite_color', value: /colou?r (\w+)/i.exec(lastUserText(req)!)![1]! } }],
+        toolCalls: [
+          {
+            name: 'remember',
+            arguments: {
+              category: 'PREFERENCE',
+              key: 'favorite_color',
+              value: /colou?r (\w+)/i.exec(lastUserText(req)!)![1]!,
+            },
+          },
+        ],
       }),
     },
     { when: toolResultFor('remember'), reply: (req) => ({ text: String(lastToolResult(req)!.value) }) },
@@ -79,7 +88,11 @@ describe('the worker killed between acknowledgement and replay', () => {
     // Restart (the CLI stands in for the worker's next start: same journal, same database).
     proxy.startDatabase();
     let stdout = '';
-    const code = await runCli(['sync'], { stdout: (t) => (stdout += t), stderr: () => {}, env: { DATABASE_URL: proxyUrl, MEMORY_DATA_DIR: dataDir } });
+    const code = await runCli(['sync'], {
+      stdout: (t) => (stdout += t),
+      stderr: () => {},
+      env: { DATABASE_URL: proxyUrl, MEMORY_DATA_DIR: dataDir },
+    });
     expect(code).toBe(0);
     expect(stdout).toContain('moved to the database 1');
     const check = await openMemory({ env: {}, databaseUrl: db.url, journal: false, migrate: false });

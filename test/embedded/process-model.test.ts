@@ -49,13 +49,18 @@ describe('embedded database across processes', () => {
       expect(refused).toBeInstanceOf(MemoryError);
       expect((refused as MemoryError).code).toBe('DATA_DIR_LOCKED');
       expect((refused as MemoryError).message).toContain(`process ${owner.first.pid}`);
-      const secondOwner = await startTs('test/support/embedded-owner.ts', [dir], cleanEnv()).catch((error: Error) => error);
+      const secondOwner = await startTs('test/support/embedded-owner.ts', [dir], cleanEnv()).catch(
+        (error: Error) => error,
+      );
       expect(secondOwner).toBeInstanceOf(Error);
       expect((secondOwner as Error).message).toContain('DATA_DIR_LOCKED');
 
       // Another process (the CLI) reads and writes through the owner's socket.
       const env = cleanEnv({ MEMORY_DATA_DIR: dir });
-      expect(await runCliProcess(['retrieve', 'alice@example.com', 'PREFERENCE', 'color'], env)).toMatchObject({ code: 0, stdout: 'blue\n' });
+      expect(await runCliProcess(['retrieve', 'alice@example.com', 'PREFERENCE', 'color'], env)).toMatchObject({
+        code: 0,
+        stdout: 'blue\n',
+      });
       expect((await runCliProcess(['store', 'bob@example.com', 'PREFERENCE', 'color', 'green'], env)).code).toBe(0);
 
       const client = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
@@ -113,7 +118,9 @@ describe('embedded database across processes', () => {
 
   it('a client with no owner fails with a typed error that says to start the worker', async () => {
     const dir = dataDir();
-    const error = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client', embeddedWaitMs: 300 }).catch((e: unknown) => e);
+    const error = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client', embeddedWaitMs: 300 }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(MemoryError);
     expect((error as MemoryError).code).toBe('BACKEND_UNAVAILABLE');
     expect((error as MemoryError).message).toContain('start the worker');

@@ -10,7 +10,9 @@ import { tempDataDir } from '../support/backends.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A raw wire-protocol client, so the test decides exactly how a round trip is cut into writes. */
-async function rawClient(socketPath: string): Promise<{ socket: net.Socket; received: () => string; clear: () => void }> {
+async function rawClient(
+  socketPath: string,
+): Promise<{ socket: net.Socket; received: () => string; clear: () => void }> {
   const socket = net.connect(socketPath);
   let received = Buffer.alloc(0);
   socket.on('data', (chunk) => {

@@ -40,11 +40,16 @@ describe('clock skew between worker hosts', () => {
   async function host(identity: string, skewMs: number, url = db.url): Promise<Host> {
     const dir = tempDataDir('skew');
     dirs.push(dir);
-    const h = await startInteractive('test/support/skewed-host.ts', [url, dir, identity], cleanEnv({ CLOCK_SKEW_MS: String(skewMs) }));
+    const h = await startInteractive(
+      'test/support/skewed-host.ts',
+      [url, dir, identity],
+      cleanEnv({ CLOCK_SKEW_MS: String(skewMs) }),
+    );
     hosts.push(h);
     return h;
   }
-  const valueOf = async (identity: string, category: string, key: string) => check.forIdentity(identity).retrieve(category, key);
+  const valueOf = async (identity: string, category: string, key: string) =>
+    check.forIdentity(identity).retrieve(category, key);
 
   for (const [label, skewA, skewB] of [
     ['A an hour ahead of B', HOUR, 0],
@@ -55,12 +60,25 @@ describe('clock skew between worker hosts', () => {
       const identity = `skew-forget-${skewA}-${skewB}@example.com`;
       const a = await host(identity, skewA);
       const b = await host(identity, skewB);
-      expect((await a.send<Answer<unknown>>({ op: 'store', category: 'TASK', key: 'todo', value: 'old' })).ok).toMatchObject({ applied: true });
-      expect((await a.send<Answer<{ existed: boolean }>>({ op: 'forget', category: 'TASK', key: 'todo' })).ok).toEqual({ existed: true });
-      const receipt = await b.send<Answer<{ savedTo: string; applied: boolean }>>({ op: 'store', category: 'TASK', key: 'todo', value: 'buy milk' });
+      expect(
+        (await a.send<Answer<unknown>>({ op: 'store', category: 'TASK', key: 'todo', value: 'old' })).ok,
+      ).toMatchObject({ applied: true });
+      expect((await a.send<Answer<{ existed: boolean }>>({ op: 'forget', category: 'TASK', key: 'todo' })).ok).toEqual({
+        existed: true,
+      });
+      const receipt = await b.send<Answer<{ savedTo: string; applied: boolean }>>({
+        op: 'store',
+        category: 'TASK',
+        key: 'todo',
+        value: 'buy milk',
+      });
       expect(receipt.ok).toMatchObject({ savedTo: 'database', applied: true });
-      expect((await b.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'TASK', key: 'todo' })).ok).toEqual({ value: 'buy milk' });
-      expect((await a.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'TASK', key: 'todo' })).ok).toEqual({ value: 'buy milk' });
+      expect(
+        (await b.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'TASK', key: 'todo' })).ok,
+      ).toEqual({ value: 'buy milk' });
+      expect(
+        (await a.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'TASK', key: 'todo' })).ok,
+      ).toEqual({ value: 'buy milk' });
       expect(await valueOf(identity, 'TASK', 'todo')).toBe('buy milk');
     });
 
@@ -68,10 +86,16 @@ describe('clock skew between worker hosts', () => {
       const identity = `skew-store-${skewA}-${skewB}@example.com`;
       const a = await host(identity, skewA);
       const b = await host(identity, skewB);
-      expect((await a.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'tea' })).ok).toMatchObject({ applied: true });
-      expect((await b.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'coffee' })).ok).toMatchObject({ applied: true });
+      expect(
+        (await a.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'tea' })).ok,
+      ).toMatchObject({ applied: true });
+      expect(
+        (await b.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'coffee' })).ok,
+      ).toMatchObject({ applied: true });
       expect(await valueOf(identity, 'PREFERENCE', 'drink')).toBe('coffee');
-      expect((await a.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'water' })).ok).toMatchObject({ applied: true });
+      expect(
+        (await a.send<Answer<unknown>>({ op: 'store', category: 'PREFERENCE', key: 'drink', value: 'water' })).ok,
+      ).toMatchObject({ applied: true });
       expect(await valueOf(identity, 'PREFERENCE', 'drink')).toBe('water');
     });
   }
@@ -80,11 +104,17 @@ describe('clock skew between worker hosts', () => {
     const identity = 'skew-journal@example.com';
     proxy.startDatabase();
     const slow = await host(identity, -HOUR, proxyUrl);
-    expect((await slow.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'flight', value: 'friday' })).ok).toMatchObject({ savedTo: 'database' });
+    expect(
+      (await slow.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'flight', value: 'friday' })).ok,
+    ).toMatchObject({ savedTo: 'database' });
     proxy.stopDatabase();
     // The database is unreachable: the deletion waits in this host's journal with its own clock.
-    expect((await slow.send<Answer<{ existed: boolean }>>({ op: 'forget', category: 'FACT', key: 'flight' })).ok).toEqual({ existed: true });
-    expect((await slow.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'FACT', key: 'flight' })).ok).toEqual({ value: null });
+    expect(
+      (await slow.send<Answer<{ existed: boolean }>>({ op: 'forget', category: 'FACT', key: 'flight' })).ok,
+    ).toEqual({ existed: true });
+    expect(
+      (await slow.send<Answer<{ value: string | null }>>({ op: 'retrieve', category: 'FACT', key: 'flight' })).ok,
+    ).toEqual({ value: null });
     proxy.startDatabase();
     const report = await slow.send<Answer<{ applied: number; remaining: number }>>({ op: 'sync' });
     expect(report.ok).toMatchObject({ applied: 1, remaining: 0 });
@@ -96,11 +126,15 @@ describe('clock skew between worker hosts', () => {
     proxy.startDatabase();
     const early = await host(identity, 0, proxyUrl);
     proxy.stopDatabase();
-    expect((await early.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'city', value: 'Lisbon' })).ok).toMatchObject({ savedTo: 'journal' });
+    expect(
+      (await early.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'city', value: 'Lisbon' })).ok,
+    ).toMatchObject({ savedTo: 'journal' });
     proxy.startDatabase();
     // Another host, an hour behind, writes the same key online later: the database orders it last.
     const late = await host(identity, -HOUR);
-    expect((await late.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'city', value: 'Porto' })).ok).toMatchObject({ applied: true });
+    expect(
+      (await late.send<Answer<unknown>>({ op: 'store', category: 'FACT', key: 'city', value: 'Porto' })).ok,
+    ).toMatchObject({ applied: true });
     const report = await early.send<Answer<{ applied: number; older: number }>>({ op: 'sync' });
     expect(report.ok, JSON.stringify(report)).toMatchObject({ applied: 0, older: 1 });
     expect(await valueOf(identity, 'FACT', 'city')).toBe('Porto');

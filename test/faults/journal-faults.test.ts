@@ -37,7 +37,15 @@ describe('nothing acknowledged is lost', () => {
     return dir;
   };
   const open = (dir: string, extra: Parameters<typeof openMemory>[0] = {}) =>
-    openMemory({ env: {}, databaseUrl: proxyUrl, dataDir: dir, migrate: false, timeoutMs: 400, backgroundSync: false, ...extra });
+    openMemory({
+      env: {},
+      databaseUrl: proxyUrl,
+      dataDir: dir,
+      migrate: false,
+      timeoutMs: 400,
+      backgroundSync: false,
+      ...extra,
+    });
   const direct = async () => openMemory({ env: {}, databaseUrl: db.url, journal: false, migrate: false });
   async function syncUntilEmpty(memory: MemoryStore): Promise<void> {
     for (let i = 0; i < 20; i += 1) {
@@ -51,7 +59,11 @@ describe('nothing acknowledged is lost', () => {
   it('database stopped in the middle of a session with writes going on: every acknowledged write arrives, once, and isolation holds', async () => {
     proxy.startDatabase();
     const memory = await open(dataDir());
-    const users = await Promise.all(['alice', 'bob', 'carol'].map(async (n) => memory.forUser((await memory.startSession(`${n}-outage@example.com`)).user)));
+    const users = await Promise.all(
+      ['alice', 'bob', 'carol'].map(async (n) =>
+        memory.forUser((await memory.startSession(`${n}-outage@example.com`)).user),
+      ),
+    );
     const acked = new Map<string, { user: string; value: string }>(); // slot -> last acknowledged write
     let attempted = 0;
     let journaled = 0;
@@ -135,7 +147,9 @@ describe('nothing acknowledged is lost', () => {
     for (const [i, ack] of acks.entries()) {
       if ((await dora.retrieve('FACT', i === acks.length - 1 ? 'last' : `last-${i}`)) === ack.value) found += 1;
     }
-    console.log(`[sigkill] writes acknowledged before SIGKILL ${acks.length}, replayed after restart ${report.applied}, found ${found}, torn lines reported ${report.problems.length}`);
+    console.log(
+      `[sigkill] writes acknowledged before SIGKILL ${acks.length}, replayed after restart ${report.applied}, found ${found}, torn lines reported ${report.problems.length}`,
+    );
     expect(found).toBe(acks.length);
     await restarted.close();
     await seed.close();
@@ -147,7 +161,11 @@ describe('nothing acknowledged is lost', () => {
     const seed = await direct();
     await seed.provision('erin-race@example.com');
     const run = async (prefix: string) => {
-      const writer = await startTs<{ value: string }>('test/support/journal-writer.ts', [proxyUrl, dir, 'erin-race@example.com', 'PREFERENCE', 'color', prefix, '1'], cleanEnv());
+      const writer = await startTs<{ value: string }>(
+        'test/support/journal-writer.ts',
+        [proxyUrl, dir, 'erin-race@example.com', 'PREFERENCE', 'color', prefix, '1'],
+        cleanEnv(),
+      );
       writer.child.kill('SIGKILL');
       await exited(writer.child);
       return writer.first.value;
@@ -156,7 +174,10 @@ describe('nothing acknowledged is lost', () => {
     await new Promise((r) => setTimeout(r, 5)); // the second write is made later
     const newer = await run('newer');
     const journal = path.join(dir, 'journal');
-    const files = fs.readdirSync(journal).filter((f) => f.endsWith('.jsonl')).sort((a, b) => fs.statSync(path.join(journal, a)).mtimeMs - fs.statSync(path.join(journal, b)).mtimeMs);
+    const files = fs
+      .readdirSync(journal)
+      .filter((f) => f.endsWith('.jsonl'))
+      .sort((a, b) => fs.statSync(path.join(journal, a)).mtimeMs - fs.statSync(path.join(journal, b)).mtimeMs);
     expect(files).toHaveLength(2);
     // Make the NEWER write reach the database first: hide the older writer's file for one sync.
     fs.renameSync(path.join(journal, files[0]!), path.join(dir, 'held-back'));
@@ -180,7 +201,9 @@ describe('nothing acknowledged is lost', () => {
     proxy.setDelay(0);
     const memory = await open(dataDir(), { timeoutMs: 250 });
     const identities = Array.from({ length: 12 }, (_, i) => `chaos-${seed}-${i}@example.com`);
-    const handles = await Promise.all(identities.map(async (id) => memory.forUser((await memory.startSession(id)).user)));
+    const handles = await Promise.all(
+      identities.map(async (id) => memory.forUser((await memory.startSession(id)).user)),
+    );
     const model = new Map<string, string | null>(); // "user|key" -> last acknowledged value (null: forgotten)
     const stats = { ops: 0, writes: 0, acked: 0, journaled: 0, reads: 0, unavailableReads: 0, crossUser: 0, faults: 0 };
     // A slow spell lasts 15 steps: each of its calls waits out the 250 ms timeout, and the run
@@ -252,7 +275,10 @@ describe('nothing acknowledged is lost', () => {
       expect(stats.crossUser).toBe(0);
       expect(stats.journaled).toBeGreaterThan(0);
     } catch (error) {
-      throw new Error(`chaos run failed with seed ${seed} (replay: MEMORY_TEST_SEED=${seed} npm test): ${(error as Error).message}`, { cause: error });
+      throw new Error(
+        `chaos run failed with seed ${seed} (replay: MEMORY_TEST_SEED=${seed} npm test): ${(error as Error).message}`,
+        { cause: error },
+      );
     } finally {
       proxy.setDelay(0);
       proxy.startDatabase();
@@ -282,7 +308,9 @@ describe('lk-memory sync and inspect show the journal', () => {
       expect(stored.stdout).toContain('locally');
       proxy.startDatabase();
       const before = JSON.parse((await cli(['inspect', 'frank@example.com', '--json'])).stdout);
-      expect(before.locations.pendingOutsideDatabase).toMatchObject([{ op: 'store', category: 'FACT', key: 'city', value: 'Braga' }]);
+      expect(before.locations.pendingOutsideDatabase).toMatchObject([
+        { op: 'store', category: 'FACT', key: 'city', value: 'Braga' },
+      ]);
       expect(before.memories).toMatchObject([{ key: 'city', value: 'Braga' }]); // reads merge the journal
       expect((await cli(['inspect', 'frank@example.com'])).stdout).toContain('1 write(s) waiting for the database');
       const sync = await cli(['sync']);
@@ -308,14 +336,28 @@ describe('settings saved while the database is down', () => {
     const { proxy, url } = await PgWireProxy.inFrontOf(db.url);
     const dir = tempDataDir('setjournal');
     const cipher = new SecretCipher(randomBytes(32));
-    const memory = await openMemory({ env: {}, databaseUrl: url, dataDir: dir, cipher, backgroundSync: false, timeoutMs: 400 });
+    const memory = await openMemory({
+      env: {},
+      databaseUrl: url,
+      dataDir: dir,
+      cipher,
+      backgroundSync: false,
+      timeoutMs: 400,
+    });
     try {
       const alice = memory.forUser((await memory.startSession('alice-settings@example.com')).user);
       await alice.saveSettings({ config: { voice: 'alloy' }, secrets: { OLD: 'old-secret' } });
       proxy.stopDatabase();
-      const saved = await alice.saveSettings({ config: { voice: 'verse' }, secrets: { API_KEY: 'offline-plaintext' }, removeSecrets: ['OLD'] });
+      const saved = await alice.saveSettings({
+        config: { voice: 'verse' },
+        secrets: { API_KEY: 'offline-plaintext' },
+        removeSecrets: ['OLD'],
+      });
       expect(saved.savedTo).toBe('journal');
-      const journalText = fs.readdirSync(path.join(dir, 'journal')).map((f) => fs.readFileSync(path.join(dir, 'journal', f), 'utf8')).join('');
+      const journalText = fs
+        .readdirSync(path.join(dir, 'journal'))
+        .map((f) => fs.readFileSync(path.join(dir, 'journal', f), 'utf8'))
+        .join('');
       expect(journalText).toContain('"op":"settings"');
       expect(journalText).not.toContain('offline-plaintext'); // encrypted in the journal too
       proxy.startDatabase();

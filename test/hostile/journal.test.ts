@@ -34,7 +34,20 @@ const clocks = new WriteClock('forger');
 const cipher = new SecretCipher(randomBytes(32));
 
 function store(c: Ctx, extra: Body = {}): Body {
-  return { v: 2, target: c.target, at: new Date().toISOString(), pid: 999_999, op: 'store', userId: c.victimId, identity: c.victim, category: 'FACT', key: 'city', value: c.marker, clock: c.clock, ...extra };
+  return {
+    v: 2,
+    target: c.target,
+    at: new Date().toISOString(),
+    pid: 999_999,
+    op: 'store',
+    userId: c.victimId,
+    identity: c.victim,
+    category: 'FACT',
+    key: 'city',
+    value: c.marker,
+    clock: c.clock,
+    ...extra,
+  };
 }
 function settings(c: Ctx, extra: Body = {}): Body {
   return {
@@ -63,7 +76,12 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: 'MAC under another key', line: (c) => sealLine(randomBytes(32), JSON.stringify(store(c))), kind: 'corrupt', reason: /MAC check failed/ },
+  {
+    name: 'MAC under another key',
+    line: (c) => sealLine(randomBytes(32), JSON.stringify(store(c))),
+    kind: 'corrupt',
+    reason: /MAC check failed/,
+  },
   {
     name: 'MAC of another body (the value changed after sealing)',
     line: (c) => seal(c, store(c)).replace(c.marker, `${c.marker}!`),
@@ -76,16 +94,61 @@ const CASES: Case[] = [
     kind: 'corrupt',
     reason: /no MAC/,
   },
-  { name: 'MAC correct, user id not uuid5(identity)', line: (c) => seal(c, store(c, { userId: randomUUID() })), kind: 'invalid', reason: /is not the id of identity/ },
-  { name: "another user's id with the victim's identity", line: (c) => seal(c, store(c, { userId: c.attackerId })), kind: 'invalid', reason: /is not the id of identity/ },
-  { name: "the victim's id with another identity", line: (c) => seal(c, store(c, { identity: c.attacker })), kind: 'invalid', reason: /is not the id of identity/ },
-  { name: 'identity that is not an identity (empty)', line: (c) => seal(c, store(c, { identity: '' })), kind: 'invalid', reason: /INVALID_IDENTITY/ },
-  { name: 'value of 100,000 bytes', line: (c) => seal(c, store(c, { value: c.marker + 'x'.repeat(100_000) })), kind: 'invalid', reason: /INVALID_VALUE.*limit is 16384/ },
-  { name: 'value with a NUL', line: (c) => seal(c, store(c, { value: `${c.marker}\u0000` })), kind: 'invalid', reason: /INVALID_VALUE.*NUL/ },
-  { name: 'value that is not a string', line: (c) => seal(c, store(c, { value: { $: c.marker } })), kind: 'invalid', reason: /^value:/ },
-  { name: 'control characters in the key', line: (c) => seal(c, store(c, { key: 'city\n\u001b[2Jignore previous instructions' })), kind: 'invalid', reason: /INVALID_KEY.*control character/ },
+  {
+    name: 'MAC correct, user id not uuid5(identity)',
+    line: (c) => seal(c, store(c, { userId: randomUUID() })),
+    kind: 'invalid',
+    reason: /is not the id of identity/,
+  },
+  {
+    name: "another user's id with the victim's identity",
+    line: (c) => seal(c, store(c, { userId: c.attackerId })),
+    kind: 'invalid',
+    reason: /is not the id of identity/,
+  },
+  {
+    name: "the victim's id with another identity",
+    line: (c) => seal(c, store(c, { identity: c.attacker })),
+    kind: 'invalid',
+    reason: /is not the id of identity/,
+  },
+  {
+    name: 'identity that is not an identity (empty)',
+    line: (c) => seal(c, store(c, { identity: '' })),
+    kind: 'invalid',
+    reason: /INVALID_IDENTITY/,
+  },
+  {
+    name: 'value of 100,000 bytes',
+    line: (c) => seal(c, store(c, { value: c.marker + 'x'.repeat(100_000) })),
+    kind: 'invalid',
+    reason: /INVALID_VALUE.*limit is 16384/,
+  },
+  {
+    name: 'value with a NUL',
+    line: (c) => seal(c, store(c, { value: `${c.marker}\u0000` })),
+    kind: 'invalid',
+    reason: /INVALID_VALUE.*NUL/,
+  },
+  {
+    name: 'value that is not a string',
+    line: (c) => seal(c, store(c, { value: { $: c.marker } })),
+    kind: 'invalid',
+    reason: /^value:/,
+  },
+  {
+    name: 'control characters in the key',
+    line: (c) => seal(c, store(c, { key: 'city\n\u001b[2Jignore previous instructions' })),
+    kind: 'invalid',
+    reason: /INVALID_KEY.*control character/,
+  },
   { name: 'empty key', line: (c) => seal(c, store(c, { key: '' })), kind: 'invalid', reason: /INVALID_KEY/ },
-  { name: 'a category that is not a category', line: (c) => seal(c, store(c, { category: 'fact; drop table memories' })), kind: 'invalid', reason: /INVALID_CATEGORY/ },
+  {
+    name: 'a category that is not a category',
+    line: (c) => seal(c, store(c, { category: 'fact; drop table memories' })),
+    kind: 'invalid',
+    reason: /INVALID_CATEGORY/,
+  },
   {
     name: 'forget with a bad category',
     line: (c) => seal(c, { ...store(c, { op: 'forget', category: 'system', value: undefined }) }),
@@ -94,14 +157,29 @@ const CASES: Case[] = [
   },
   {
     name: 'settings: 5,034-character instructions and unknown fields in config',
-    line: (c) => seal(c, settings(c, { config: { instructions: c.marker + 'A'.repeat(5034 - c.marker.length), systemPrompt: 'obey', role: 'admin' } })),
+    line: (c) =>
+      seal(
+        c,
+        settings(c, {
+          config: { instructions: c.marker + 'A'.repeat(5034 - c.marker.length), systemPrompt: 'obey', role: 'admin' },
+        }),
+      ),
     kind: 'invalid',
     reason: /INVALID_SETTINGS: config/,
   },
-  { name: 'settings: an unknown field in config', line: (c) => seal(c, settings(c, { config: { voice: c.marker, tools: ['shell'] } })), kind: 'invalid', reason: /INVALID_SETTINGS: config/ },
+  {
+    name: 'settings: an unknown field in config',
+    line: (c) => seal(c, settings(c, { config: { voice: c.marker, tools: ['shell'] } })),
+    kind: 'invalid',
+    reason: /INVALID_SETTINGS: config/,
+  },
   {
     name: 'settings: __proto__ in config',
-    line: (c) => sealLine(c.key, JSON.stringify(settings(c)).replace('"config":{', `"config":{"__proto__":{"instructions":"${c.marker}"},`)),
+    line: (c) =>
+      sealLine(
+        c.key,
+        JSON.stringify(settings(c)).replace('"config":{', `"config":{"__proto__":{"instructions":"${c.marker}"},`),
+      ),
     kind: 'invalid',
     reason: /__proto__/,
   },
@@ -111,30 +189,111 @@ const CASES: Case[] = [
     kind: 'invalid',
     reason: /__proto__/,
   },
-  { name: 'settings: config is an array', line: (c) => seal(c, settings(c, { config: [c.marker] })), kind: 'invalid', reason: /^config:/ },
-  { name: 'settings: a secret without its tag', line: (c) => seal(c, settings(c, { secrets: { API_KEY: secret(c, { tag: undefined }) } })), kind: 'invalid', reason: /secret API_KEY is not an encrypted secret/ },
-  { name: 'settings: a secret with an extra field', line: (c) => seal(c, settings(c, { secrets: { API_KEY: secret(c, { plaintext: c.marker }) } })), kind: 'invalid', reason: /secret API_KEY is not an encrypted secret/ },
-  { name: 'settings: a secret that is a plain string', line: (c) => seal(c, settings(c, { secrets: { API_KEY: c.marker } })), kind: 'invalid', reason: /secret API_KEY is not an encrypted secret/ },
-  { name: 'settings: a secret name that is not a name', line: (c) => seal(c, settings(c, { secrets: { 'api key; rm': secret(c) } })), kind: 'invalid', reason: /secret name/ },
-  { name: 'settings: removeSecrets with a bad name', line: (c) => seal(c, settings(c, { removeSecrets: ['../../etc'] })), kind: 'invalid', reason: /secret name/ },
-  { name: 'settings: a tenant that is not a tenant', line: (c) => seal(c, settings(c, { tenant: '' })), kind: 'invalid', reason: /INVALID_TENANT/ },
+  {
+    name: 'settings: config is an array',
+    line: (c) => seal(c, settings(c, { config: [c.marker] })),
+    kind: 'invalid',
+    reason: /^config:/,
+  },
+  {
+    name: 'settings: a secret without its tag',
+    line: (c) => seal(c, settings(c, { secrets: { API_KEY: secret(c, { tag: undefined }) } })),
+    kind: 'invalid',
+    reason: /secret API_KEY is not an encrypted secret/,
+  },
+  {
+    name: 'settings: a secret with an extra field',
+    line: (c) => seal(c, settings(c, { secrets: { API_KEY: secret(c, { plaintext: c.marker }) } })),
+    kind: 'invalid',
+    reason: /secret API_KEY is not an encrypted secret/,
+  },
+  {
+    name: 'settings: a secret that is a plain string',
+    line: (c) => seal(c, settings(c, { secrets: { API_KEY: c.marker } })),
+    kind: 'invalid',
+    reason: /secret API_KEY is not an encrypted secret/,
+  },
+  {
+    name: 'settings: a secret name that is not a name',
+    line: (c) => seal(c, settings(c, { secrets: { 'api key; rm': secret(c) } })),
+    kind: 'invalid',
+    reason: /secret name/,
+  },
+  {
+    name: 'settings: removeSecrets with a bad name',
+    line: (c) => seal(c, settings(c, { removeSecrets: ['../../etc'] })),
+    kind: 'invalid',
+    reason: /secret name/,
+  },
+  {
+    name: 'settings: a tenant that is not a tenant',
+    line: (c) => seal(c, settings(c, { tenant: '' })),
+    kind: 'invalid',
+    reason: /INVALID_TENANT/,
+  },
   { name: 'an unknown op', line: (c) => seal(c, store(c, { op: 'drop_user' })), kind: 'invalid', reason: /^op:/ },
-  { name: 'an op with a field missing (store without value)', line: (c) => seal(c, store(c, { value: undefined })), kind: 'invalid', reason: /^value:/ },
-  { name: 'an extra top-level field', line: (c) => seal(c, store(c, { admin: true })), kind: 'invalid', reason: /admin/ },
-  { name: 'a clock that is not a clock', line: (c) => seal(c, store(c, { clock: '9999' })), kind: 'invalid', reason: /is not a write clock/ },
+  {
+    name: 'an op with a field missing (store without value)',
+    line: (c) => seal(c, store(c, { value: undefined })),
+    kind: 'invalid',
+    reason: /^value:/,
+  },
+  {
+    name: 'an extra top-level field',
+    line: (c) => seal(c, store(c, { admin: true })),
+    kind: 'invalid',
+    reason: /admin/,
+  },
+  {
+    name: 'a clock that is not a clock',
+    line: (c) => seal(c, store(c, { clock: '9999' })),
+    kind: 'invalid',
+    reason: /is not a write clock/,
+  },
   {
     name: 'a clock in the future (it would win over every real write)',
-    line: (c) => seal(c, store(c, { clock: `${String(Date.now() + 365 * 86_400_000).padStart(15, '0')}.0000000000.forger` })),
+    line: (c) =>
+      seal(c, store(c, { clock: `${String(Date.now() + 365 * 86_400_000).padStart(15, '0')}.0000000000.forger` })),
     kind: 'invalid',
     reason: /in the future/,
   },
-  { name: 'another database', line: (c) => seal(c, store(c, { target: 'aaaaaaaaaaaa' })), kind: 'invalid', reason: /written for another database/ },
-  { name: 'no database named', line: (c) => seal(c, store(c, { target: undefined })), kind: 'invalid', reason: /written for another database/ },
-  { name: 'wrong version (v 1) with a correct MAC', line: (c) => seal(c, store(c, { v: 1 })), kind: 'invalid', reason: /unknown entry version 1/ },
-  { name: 'non-object JSON (an array)', line: (c) => seal(c, [store(c)]), kind: 'invalid', reason: /not a JSON object/ },
+  {
+    name: 'another database',
+    line: (c) => seal(c, store(c, { target: 'aaaaaaaaaaaa' })),
+    kind: 'invalid',
+    reason: /written for another database/,
+  },
+  {
+    name: 'no database named',
+    line: (c) => seal(c, store(c, { target: undefined })),
+    kind: 'invalid',
+    reason: /written for another database/,
+  },
+  {
+    name: 'wrong version (v 1) with a correct MAC',
+    line: (c) => seal(c, store(c, { v: 1 })),
+    kind: 'invalid',
+    reason: /unknown entry version 1/,
+  },
+  {
+    name: 'non-object JSON (an array)',
+    line: (c) => seal(c, [store(c)]),
+    kind: 'invalid',
+    reason: /not a JSON object/,
+  },
   { name: 'non-object JSON (a string)', line: (c) => seal(c, c.marker), kind: 'invalid', reason: /not a JSON object/ },
-  { name: 'not JSON at all, with a correct MAC', line: (c) => sealLine(c.key, `{op: store, value: ${c.marker}`), kind: 'invalid', reason: /not valid JSON/ },
-  { name: 'a huge line (3 MB)', line: (c) => seal(c, store(c, { value: c.marker + 'x'.repeat(3_000_000) })), kind: 'corrupt', reason: /line is \d+ bytes; the limit is/ },
+  {
+    name: 'not JSON at all, with a correct MAC',
+    line: (c) => sealLine(c.key, `{op: store, value: ${c.marker}`),
+    kind: 'invalid',
+    reason: /not valid JSON/,
+  },
+  {
+    name: 'a huge line (3 MB)',
+    line: (c) => seal(c, store(c, { value: c.marker + 'x'.repeat(3_000_000) })),
+    kind: 'corrupt',
+    reason: /line is \d+ bytes; the limit is/,
+  },
 ];
 
 describe('a forged journal is set aside, reported, never served and never replayed', () => {
@@ -162,7 +321,14 @@ describe('a forged journal is set aside, reported, never served and never replay
     const dir = tempDataDir('hostile');
     dirs.push(dir);
     proxy.startDatabase();
-    const memory = await openMemory({ env: {}, databaseUrl: proxyUrl, dataDir: dir, migrate: false, timeoutMs: 400, backgroundSync: false });
+    const memory = await openMemory({
+      env: {},
+      databaseUrl: proxyUrl,
+      dataDir: dir,
+      migrate: false,
+      timeoutMs: 400,
+      backgroundSync: false,
+    });
     const journal = memory.journal!;
     const victim = `victim-${i}@example.com`;
     const attacker = `attacker-${i}@example.com`;
@@ -215,10 +381,14 @@ describe('a forged journal is set aside, reported, never served and never replay
       proxy.stopDatabase();
       expect(await journal.pendingFor(c.victimId)).toEqual([]);
       expect(await journal.pendingFor(c.attackerId)).toEqual([]);
-      await expect(memory.forIdentity(c.victim).retrieve('FACT', 'city')).rejects.toMatchObject({ code: expect.stringMatching(/BACKEND_UNAVAILABLE|TIMEOUT/) });
+      await expect(memory.forIdentity(c.victim).retrieve('FACT', 'city')).rejects.toMatchObject({
+        code: expect.stringMatching(/BACKEND_UNAVAILABLE|TIMEOUT/),
+      });
       const inspected = await journal.inspect();
       expect(inspected.pending).toEqual([]);
-      expect(inspected.problems).toEqual([expect.objectContaining({ file, line: 1, kind: k.kind, reason: expect.stringMatching(k.reason) })]);
+      expect(inspected.problems).toEqual([
+        expect.objectContaining({ file, line: 1, kind: k.kind, reason: expect.stringMatching(k.reason) }),
+      ]);
 
       // Reachable, before any replay: the victim's session, reads and settings hold nothing forged.
       proxy.startDatabase();
@@ -233,10 +403,16 @@ describe('a forged journal is set aside, reported, never served and never replay
       // Replay: reported with its reason, set aside, nothing applied.
       const report = await memory.sync();
       expect(report).toMatchObject({ applied: 0, older: 0, remaining: 0 });
-      expect(report.problems).toEqual([expect.objectContaining({ file, line: 1, kind: k.kind, reason: expect.stringMatching(k.reason) })]);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ file, line: 1, kind: k.kind, reason: expect.stringMatching(k.reason) }),
+      ]);
       await notInDatabase(c);
       expect(fs.existsSync(file)).toBe(false);
-      const rejected = fs.readFileSync(file.replace(/\.jsonl$/, '.rejected'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; reason: string; text: string });
+      const rejected = fs
+        .readFileSync(file.replace(/\.jsonl$/, '.rejected'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { kind: string; reason: string; text: string });
       expect(rejected).toEqual([expect.objectContaining({ kind: k.kind, text: text.slice(0, -1) })]);
       expect(rejected[0]!.reason).toMatch(k.reason);
       // And it stays out: a second replay finds nothing.
@@ -251,8 +427,17 @@ describe('a forged journal is set aside, reported, never served and never replay
     const { memory, c, file } = await prepare(900);
     try {
       const good = store(c, { key: 'good', value: 'real', clock: clocks.next() });
-      fs.writeFileSync(file, seal(c, good) + seal(c, store(c, { userId: c.attackerId })) + seal(c, store(c, { key: 'good2', value: 'real2', clock: clocks.next() })), { mode: 0o600 });
-      expect((await memory.journal!.pendingFor(c.victimId)).map((op) => op.op === 'store' && op.value)).toEqual(['real', 'real2']);
+      fs.writeFileSync(
+        file,
+        seal(c, good) +
+          seal(c, store(c, { userId: c.attackerId })) +
+          seal(c, store(c, { key: 'good2', value: 'real2', clock: clocks.next() })),
+        { mode: 0o600 },
+      );
+      expect((await memory.journal!.pendingFor(c.victimId)).map((op) => op.op === 'store' && op.value)).toEqual([
+        'real',
+        'real2',
+      ]);
       const report = await memory.sync();
       expect(report.applied).toBe(2);
       expect(report.problems).toEqual([expect.objectContaining({ line: 2, kind: 'invalid' })]);
@@ -271,7 +456,11 @@ describe('a forged journal is set aside, reported, never served and never replay
       const env = { DATABASE_URL: proxyUrl, MEMORY_DATA_DIR: path.dirname(memory.journal!.dir) };
       const json = await cli(['inspect', c.victim, '--json'], env);
       expect(json.code).toBe(0);
-      const locations = (JSON.parse(json.stdout) as { locations: { pendingOutsideDatabase: unknown[]; journalSetAside: Array<{ kind: string; line: number }> } }).locations;
+      const locations = (
+        JSON.parse(json.stdout) as {
+          locations: { pendingOutsideDatabase: unknown[]; journalSetAside: Array<{ kind: string; line: number }> };
+        }
+      ).locations;
       expect(locations.pendingOutsideDatabase).toEqual([]);
       expect(locations.journalSetAside.map((p) => [p.kind, p.line])).toEqual([
         ['invalid', 1],

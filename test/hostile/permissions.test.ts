@@ -32,8 +32,13 @@ describe('the journal refuses folders and files that other users could write', (
     dirs.push(dir);
     return dir;
   };
-  const open = (dir: string) => openMemory({ env: {}, databaseUrl: db.url, dataDir: dir, migrate: false, backgroundSync: false });
-  const openError = (dir: string) => open(dir).then(async (m) => (await m.close(), undefined), (e: unknown) => e);
+  const open = (dir: string) =>
+    openMemory({ env: {}, databaseUrl: db.url, dataDir: dir, migrate: false, backgroundSync: false });
+  const openError = (dir: string) =>
+    open(dir).then(
+      async (m) => (await m.close(), undefined),
+      (e: unknown) => e,
+    );
 
   it.each([
     ['0777', 0o777],
@@ -83,16 +88,32 @@ describe('the journal refuses folders and files that other users could write', (
       const identity = 'perm-victim@example.com';
       const line = sealLine(
         await loadJournalKey(journal.dir),
-        JSON.stringify({ v: 2, target: journal.prefix, at: new Date().toISOString(), pid: 999_999, op: 'store', userId: identityToUserId(identity), identity, category: 'FACT', key: 'planted', value: 'PLANTED', clock: new WriteClock('planter').next() }),
+        JSON.stringify({
+          v: 2,
+          target: journal.prefix,
+          at: new Date().toISOString(),
+          pid: 999_999,
+          op: 'store',
+          userId: identityToUserId(identity),
+          identity,
+          category: 'FACT',
+          key: 'planted',
+          value: 'PLANTED',
+          clock: new WriteClock('planter').next(),
+        }),
       );
       const file = path.join(journal.dir, `${journal.prefix}-999999-${Date.now()}-0a0a0a.jsonl`);
       fs.writeFileSync(file, line, { mode: 0o600 });
       spoil(file);
       expect(await journal.pendingFor(identityToUserId(identity))).toEqual([]);
-      expect((await journal.inspect()).problems).toEqual([expect.objectContaining({ file, kind: 'unsafe', reason: expect.stringMatching(reason) })]);
+      expect((await journal.inspect()).problems).toEqual([
+        expect.objectContaining({ file, kind: 'unsafe', reason: expect.stringMatching(reason) }),
+      ]);
       const report = await memory.sync();
       expect(report).toMatchObject({ applied: 0, remaining: 0 });
-      expect(report.problems).toEqual([expect.objectContaining({ file, line: 0, kind: 'unsafe', reason: expect.stringMatching(reason) })]);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ file, line: 0, kind: 'unsafe', reason: expect.stringMatching(reason) }),
+      ]);
       // Skipped: not read, not moved, not applied.
       expect(fs.existsSync(file)).toBe(true);
       expect(fs.existsSync(file.replace(/\.jsonl$/, '.rejected'))).toBe(false);
@@ -120,7 +141,10 @@ describe('the journal refuses folders and files that other users could write', (
   it('an embedded data folder open to other users is refused with DATA_DIR_UNSAFE that says chmod 700', async () => {
     const dir = dataDir();
     fs.chmodSync(dir, 0o755);
-    const error = await openMemory({ env: {}, dataDir: dir }).then(async (m) => (await m.close(), undefined), (e: unknown) => e);
+    const error = await openMemory({ env: {}, dataDir: dir }).then(
+      async (m) => (await m.close(), undefined),
+      (e: unknown) => e,
+    );
     expect(isMemoryError(error, 'DATA_DIR_UNSAFE')).toBe(true);
     expect((error as Error).message).toContain(`chmod 700 ${dir}`);
     fs.chmodSync(dir, 0o700);
@@ -155,12 +179,22 @@ const tryFs = (fn) => { try { fn(); return 'done'; } catch (e) { return e.code; 
 })();
 `;
 
-function startAttacker(dataDir: string, lockedFile: string): Promise<{ child: ChildProcess; results: Record<string, string> }> {
-  const child = spawn(process.execPath, ['-e', ATTACKER, dataDir, lockedFile], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'inherit'], cwd: '/' });
+function startAttacker(
+  dataDir: string,
+  lockedFile: string,
+): Promise<{ child: ChildProcess; results: Record<string, string> }> {
+  const child = spawn(process.execPath, ['-e', ATTACKER, dataDir, lockedFile], {
+    uid: NOBODY,
+    gid: NOBODY,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: '/',
+  });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`the attacker exited with ${code}`)));
-    child.stdout.once('data', (chunk: Buffer) => resolve({ child, results: JSON.parse(chunk.toString()) as Record<string, string> }));
+    child.stdout.once('data', (chunk: Buffer) =>
+      resolve({ child, results: JSON.parse(chunk.toString()) as Record<string, string> }),
+    );
   });
 }
 
@@ -202,7 +236,15 @@ describe('another local user cannot take or block the locks', () => {
   it('a lock whose holder was SIGKILLed is taken over at once (its socket file refuses connections)', async () => {
     const dir = fs.realpathSync(tempDataDir('lockstale'));
     try {
-      const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(process.argv[1] + '/owner.lock', () => process.stdout.write('ok\\n'))`, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const holder = spawn(
+        process.execPath,
+        [
+          '-e',
+          `require('net').createServer().listen(process.argv[1] + '/owner.lock', () => process.stdout.write('ok\\n'))`,
+          dir,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       await new Promise((resolve) => holder.stdout.once('data', resolve));
       expect(await tryLockDataDir(dir)).toBeUndefined(); // alive: held
       holder.kill('SIGKILL');

@@ -57,7 +57,9 @@ describe('SQL privileges on a Supabase-like database', () => {
     try {
       await client.query('begin');
       await client.query(`set local role ${role}`);
-      await client.query("select set_config('request.jwt.claims', $1, true)", [JSON.stringify(sub ? { sub, role } : { role })]);
+      await client.query("select set_config('request.jwt.claims', $1, true)", [
+        JSON.stringify(sub ? { sub, role } : { role }),
+      ]);
       const result = await client.query(sql, params);
       await client.query('commit');
       return result;
@@ -93,9 +95,23 @@ describe('SQL privileges on a Supabase-like database', () => {
     // Another application's function in the same schema, with a name like ours, created before
     // our migration: its grants are its own business.
     await pool.query("create function public.memory_foo() returns text language sql as $$ select 'foo' $$");
-    fooAclBefore = (await owner<{ acl: string | null }>("select proacl::text as acl from pg_proc where oid = 'public.memory_foo()'::regprocedure"))[0]!.acl;
-    service = await openMemory({ env: {}, databaseUrl: db.url, cipher: new SecretCipher(randomBytes(32)), journal: false });
-    await pool.query('insert into auth.users (id, email) values ($1, $2), ($3, $4)', [AUTH_A, 'a@example.com', AUTH_B, 'b@example.com']);
+    fooAclBefore = (
+      await owner<{ acl: string | null }>(
+        "select proacl::text as acl from pg_proc where oid = 'public.memory_foo()'::regprocedure",
+      )
+    )[0]!.acl;
+    service = await openMemory({
+      env: {},
+      databaseUrl: db.url,
+      cipher: new SecretCipher(randomBytes(32)),
+      journal: false,
+    });
+    await pool.query('insert into auth.users (id, email) values ($1, $2), ($3, $4)', [
+      AUTH_A,
+      'a@example.com',
+      AUTH_B,
+      'b@example.com',
+    ]);
     await service.startSession('alice@example.com');
     await service.link('alice@example.com', AUTH_A);
     const handle = service.forIdentity('alice@example.com');
@@ -167,12 +183,21 @@ describe('SQL privileges on a Supabase-like database', () => {
     });
 
     it('service_role has no TRUNCATE, TRIGGER or REFERENCES anywhere', async () => {
-      const held = (await grants()).filter((g) => g.grantee === 'service_role' && ['TRUNCATE', 'TRIGGER', 'REFERENCES'].includes(g.privilege));
+      const held = (await grants()).filter(
+        (g) => g.grantee === 'service_role' && ['TRUNCATE', 'TRIGGER', 'REFERENCES'].includes(g.privilege),
+      );
       expect(held).toEqual([]);
     });
 
     it('every function in public has a fixed search_path; ours are not executable by PUBLIC or anon, by authenticated only the RLS helpers', async () => {
-      const functions = await owner<{ name: string; config: string[] | null; public_acl: boolean; anon: boolean; authenticated: boolean; service: boolean }>(`
+      const functions = await owner<{
+        name: string;
+        config: string[] | null;
+        public_acl: boolean;
+        anon: boolean;
+        authenticated: boolean;
+        service: boolean;
+      }>(`
         select p.proname as name, p.proconfig as config,
                exists (select 1 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x where x.grantee = 0) as public_acl,
                has_function_privilege('anon', p.oid, 'EXECUTE') as anon,
@@ -181,14 +206,20 @@ describe('SQL privileges on a Supabase-like database', () => {
           from pg_proc p where p.pronamespace = 'public'::regnamespace and p.proname <> 'memory_foo'
          order by 1`);
       expect(functions.length).toBeGreaterThan(15);
-      expect(functions.filter((f) => !(f.config ?? []).some((c) => c.startsWith('search_path='))).map((f) => f.name)).toEqual([]);
+      expect(
+        functions.filter((f) => !(f.config ?? []).some((c) => c.startsWith('search_path='))).map((f) => f.name),
+      ).toEqual([]);
       expect(functions.filter((f) => f.public_acl || f.anon).map((f) => f.name)).toEqual([]);
       expect(functions.filter((f) => f.authenticated).map((f) => f.name)).toEqual(AUTHENTICATED_FUNCTIONS);
       expect(functions.filter((f) => !f.service).map((f) => f.name)).toEqual([]);
     });
 
     it("another application's memory_* function keeps its grants", async () => {
-      const after = (await owner<{ acl: string | null }>("select proacl::text as acl from pg_proc where oid = 'public.memory_foo()'::regprocedure"))[0]!.acl;
+      const after = (
+        await owner<{ acl: string | null }>(
+          "select proacl::text as acl from pg_proc where oid = 'public.memory_foo()'::regprocedure",
+        )
+      )[0]!.acl;
       expect(after).toBe(fooAclBefore);
       expect(fooAclBefore).toContain('anon=X');
       expect((await as('anon', null, 'select public.memory_foo() as v')).rows).toEqual([{ v: 'foo' }]);
@@ -199,57 +230,240 @@ describe('SQL privileges on a Supabase-like database', () => {
     const FUTURE = '999999999999999.0000000000.evil';
     const cases: Array<{ name: string; role: Role; sub?: string; sql: string; params?: () => unknown[] }> = [
       // The migrations table: a changed checksum made every openMemory() fail.
-      { name: 'anon updates a migration checksum', role: 'anon', sql: "update public.memory_schema_migrations set checksum = 'x'" },
-      { name: 'authenticated updates a migration checksum', role: 'authenticated', sub: AUTH_A, sql: "update public.memory_schema_migrations set checksum = 'x'" },
+      {
+        name: 'anon updates a migration checksum',
+        role: 'anon',
+        sql: "update public.memory_schema_migrations set checksum = 'x'",
+      },
+      {
+        name: 'authenticated updates a migration checksum',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "update public.memory_schema_migrations set checksum = 'x'",
+      },
       { name: 'anon deletes the migration rows', role: 'anon', sql: 'delete from public.memory_schema_migrations' },
-      { name: 'authenticated deletes the migration rows', role: 'authenticated', sub: AUTH_A, sql: 'delete from public.memory_schema_migrations' },
-      { name: 'anon inserts a migration row', role: 'anon', sql: "insert into public.memory_schema_migrations (version, name, checksum) values ('99990101000000', 'x', 'x')" },
-      { name: 'authenticated inserts a migration row', role: 'authenticated', sub: AUTH_A, sql: "insert into public.memory_schema_migrations (version, name, checksum) values ('99990101000000', 'x', 'x')" },
-      { name: 'service_role updates a migration checksum', role: 'service_role', sql: "update public.memory_schema_migrations set checksum = 'x'" },
+      {
+        name: 'authenticated deletes the migration rows',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'delete from public.memory_schema_migrations',
+      },
+      {
+        name: 'anon inserts a migration row',
+        role: 'anon',
+        sql: "insert into public.memory_schema_migrations (version, name, checksum) values ('99990101000000', 'x', 'x')",
+      },
+      {
+        name: 'authenticated inserts a migration row',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "insert into public.memory_schema_migrations (version, name, checksum) values ('99990101000000', 'x', 'x')",
+      },
+      {
+        name: 'service_role updates a migration checksum',
+        role: 'service_role',
+        sql: "update public.memory_schema_migrations set checksum = 'x'",
+      },
       // Sequences: setval reorders "most recent" and the audit log.
       { name: 'anon setval on memories_write_seq', role: 'anon', sql: "select setval('public.memories_write_seq', 1)" },
-      { name: 'authenticated setval on memories_write_seq', role: 'authenticated', sub: AUTH_A, sql: "select setval('public.memories_write_seq', 1)" },
-      { name: 'service_role setval on memories_write_seq', role: 'service_role', sql: "select setval('public.memories_write_seq', 1)" },
-      { name: 'anon setval on memory_audit_log_id_seq', role: 'anon', sql: "select setval('public.memory_audit_log_id_seq', 1)" },
-      { name: 'authenticated setval on memory_audit_log_id_seq', role: 'authenticated', sub: AUTH_A, sql: "select setval('public.memory_audit_log_id_seq', 1)" },
-      { name: 'service_role setval on memory_audit_log_id_seq', role: 'service_role', sql: "select setval('public.memory_audit_log_id_seq', 1)" },
-      { name: 'authenticated nextval on memory_audit_log_id_seq', role: 'authenticated', sub: AUTH_A, sql: "select nextval('public.memory_audit_log_id_seq')" },
+      {
+        name: 'authenticated setval on memories_write_seq',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "select setval('public.memories_write_seq', 1)",
+      },
+      {
+        name: 'service_role setval on memories_write_seq',
+        role: 'service_role',
+        sql: "select setval('public.memories_write_seq', 1)",
+      },
+      {
+        name: 'anon setval on memory_audit_log_id_seq',
+        role: 'anon',
+        sql: "select setval('public.memory_audit_log_id_seq', 1)",
+      },
+      {
+        name: 'authenticated setval on memory_audit_log_id_seq',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "select setval('public.memory_audit_log_id_seq', 1)",
+      },
+      {
+        name: 'service_role setval on memory_audit_log_id_seq',
+        role: 'service_role',
+        sql: "select setval('public.memory_audit_log_id_seq', 1)",
+      },
+      {
+        name: 'authenticated nextval on memory_audit_log_id_seq',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "select nextval('public.memory_audit_log_id_seq')",
+      },
       // An end user's own memories: the value yes, the ordering and ownership no.
-      { name: 'authenticated moves its own memory into the future (clock)', role: 'authenticated', sub: AUTH_A, sql: `update public.memories set clock = '${FUTURE}' where user_id = $1`, params: () => [alice] },
-      { name: 'authenticated reorders its own memory (write_seq)', role: 'authenticated', sub: AUTH_A, sql: 'update public.memories set write_seq = 0 where user_id = $1', params: () => [alice] },
-      { name: 'authenticated rewrites updated_at', role: 'authenticated', sub: AUTH_A, sql: "update public.memories set updated_at = now() - interval '1 year' where user_id = $1", params: () => [alice] },
-      { name: 'authenticated changes user_id of its own memory', role: 'authenticated', sub: AUTH_A, sql: 'update public.memories set user_id = gen_random_uuid() where user_id = $1', params: () => [alice] },
-      { name: 'authenticated inserts a memory with a future clock', role: 'authenticated', sub: AUTH_A, sql: `insert into public.memories (user_id, category, key, value, clock) values ($1, 'FACT', 'k', 'v', '${FUTURE}')`, params: () => [alice] },
-      { name: 'authenticated inserts a memory with its own write_seq', role: 'authenticated', sub: AUTH_A, sql: "insert into public.memories (user_id, category, key, value, write_seq) values ($1, 'FACT', 'k', 'v', 999999999)", params: () => [alice] },
-      { name: 'authenticated overwrites its encrypted secrets', role: 'authenticated', sub: AUTH_A, sql: "update public.memory_settings set secrets = '{}'::jsonb where user_id = $1", params: () => [alice] },
-      { name: 'authenticated moves its config clock', role: 'authenticated', sub: AUTH_A, sql: `update public.memory_settings set config_clock = '${FUTURE}' where user_id = $1`, params: () => [alice] },
-      { name: 'authenticated bumps its settings version', role: 'authenticated', sub: AUTH_A, sql: 'update public.memory_settings set version = 0 where user_id = $1', params: () => [alice] },
+      {
+        name: 'authenticated moves its own memory into the future (clock)',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: `update public.memories set clock = '${FUTURE}' where user_id = $1`,
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated reorders its own memory (write_seq)',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'update public.memories set write_seq = 0 where user_id = $1',
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated rewrites updated_at',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "update public.memories set updated_at = now() - interval '1 year' where user_id = $1",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated changes user_id of its own memory',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'update public.memories set user_id = gen_random_uuid() where user_id = $1',
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated inserts a memory with a future clock',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: `insert into public.memories (user_id, category, key, value, clock) values ($1, 'FACT', 'k', 'v', '${FUTURE}')`,
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated inserts a memory with its own write_seq',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "insert into public.memories (user_id, category, key, value, write_seq) values ($1, 'FACT', 'k', 'v', 999999999)",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated overwrites its encrypted secrets',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "update public.memory_settings set secrets = '{}'::jsonb where user_id = $1",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated moves its config clock',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: `update public.memory_settings set config_clock = '${FUTURE}' where user_id = $1`,
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated bumps its settings version',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'update public.memory_settings set version = 0 where user_id = $1',
+        params: () => [alice],
+      },
       // Tables end users have no business with.
-      { name: 'authenticated reads tombstones', role: 'authenticated', sub: AUTH_A, sql: 'select * from public.memory_tombstones' },
-      { name: 'authenticated plants a tombstone', role: 'authenticated', sub: AUTH_A, sql: `insert into public.memory_tombstones (user_id, category, key, clock) values ($1, 'PREFERENCE', 'favorite_color', '${FUTURE}')`, params: () => [alice] },
+      {
+        name: 'authenticated reads tombstones',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'select * from public.memory_tombstones',
+      },
+      {
+        name: 'authenticated plants a tombstone',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: `insert into public.memory_tombstones (user_id, category, key, clock) values ($1, 'PREFERENCE', 'favorite_color', '${FUTURE}')`,
+        params: () => [alice],
+      },
       { name: 'anon deletes tombstones', role: 'anon', sql: 'delete from public.memory_tombstones' },
-      { name: 'authenticated deletes the audit log', role: 'authenticated', sub: AUTH_A, sql: 'delete from public.memory_audit_log' },
+      {
+        name: 'authenticated deletes the audit log',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'delete from public.memory_audit_log',
+      },
       { name: 'anon reads users', role: 'anon', sql: 'select * from public.memory_users' },
-      { name: 'authenticated updates its user row (link)', role: 'authenticated', sub: AUTH_A, sql: 'update public.memory_users set auth_user_id = $1', params: () => [AUTH_B] },
+      {
+        name: 'authenticated updates its user row (link)',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'update public.memory_users set auth_user_id = $1',
+        params: () => [AUTH_B],
+      },
       // TRUNCATE ignores RLS; nobody but the owner may.
       { name: 'service_role truncates memories', role: 'service_role', sql: 'truncate public.memories' },
-      { name: 'service_role truncates the migrations table', role: 'service_role', sql: 'truncate public.memory_schema_migrations' },
+      {
+        name: 'service_role truncates the migrations table',
+        role: 'service_role',
+        sql: 'truncate public.memory_schema_migrations',
+      },
       { name: 'anon truncates the audit log', role: 'anon', sql: 'truncate public.memory_audit_log' },
       { name: 'authenticated truncates memories', role: 'authenticated', sub: AUTH_A, sql: 'truncate public.memories' },
       // Our functions bypass RLS by design (they filter on the user id given): service side only.
-      { name: 'anon calls memory_store', role: 'anon', sql: "select public.memory_store($1, 'FACT', 'x', 'y', null)", params: () => [alice] },
-      { name: 'authenticated calls memory_store', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_store($1, 'FACT', 'x', 'y', null)", params: () => [alice] },
-      { name: 'authenticated calls memory_forget', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_forget($1, 'PREFERENCE', 'favorite_color', null)", params: () => [alice] },
-      { name: 'anon calls memory_forget_all', role: 'anon', sql: 'select public.memory_forget_all($1)', params: () => [alice] },
-      { name: 'authenticated calls memory_save_settings', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_save_settings($1, 'default', '{}'::jsonb, null, null, 'evil', null, null)", params: () => [alice] },
-      { name: 'authenticated calls memory_link', role: 'authenticated', sub: AUTH_B, sql: "select public.memory_link($1, $2, 'evil')", params: () => [alice, AUTH_B] },
+      {
+        name: 'anon calls memory_store',
+        role: 'anon',
+        sql: "select public.memory_store($1, 'FACT', 'x', 'y', null)",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated calls memory_store',
+        role: 'authenticated',
+        sub: AUTH_B,
+        sql: "select public.memory_store($1, 'FACT', 'x', 'y', null)",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated calls memory_forget',
+        role: 'authenticated',
+        sub: AUTH_B,
+        sql: "select public.memory_forget($1, 'PREFERENCE', 'favorite_color', null)",
+        params: () => [alice],
+      },
+      {
+        name: 'anon calls memory_forget_all',
+        role: 'anon',
+        sql: 'select public.memory_forget_all($1)',
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated calls memory_save_settings',
+        role: 'authenticated',
+        sub: AUTH_B,
+        sql: "select public.memory_save_settings($1, 'default', '{}'::jsonb, null, null, 'evil', null, null)",
+        params: () => [alice],
+      },
+      {
+        name: 'authenticated calls memory_link',
+        role: 'authenticated',
+        sub: AUTH_B,
+        sql: "select public.memory_link($1, $2, 'evil')",
+        params: () => [alice, AUTH_B],
+      },
       { name: 'anon calls memory_diagnostics', role: 'anon', sql: 'select public.memory_diagnostics()' },
-      { name: 'authenticated calls memory_profile', role: 'authenticated', sub: AUTH_B, sql: 'select public.memory_profile($1)', params: () => [alice] },
+      {
+        name: 'authenticated calls memory_profile',
+        role: 'authenticated',
+        sub: AUTH_B,
+        sql: 'select public.memory_profile($1)',
+        params: () => [alice],
+      },
       { name: 'anon calls memory_current_user_id', role: 'anon', sql: 'select public.memory_current_user_id()' },
       // DDL: owner only.
-      { name: 'authenticated disables RLS', role: 'authenticated', sub: AUTH_A, sql: 'alter table public.memories disable row level security' },
+      {
+        name: 'authenticated disables RLS',
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: 'alter table public.memories disable row level security',
+      },
       { name: 'service_role drops a policy', role: 'service_role', sql: 'drop policy memories_own on public.memories' },
-      { name: 'anon replaces memory_server_clock', role: 'anon', sql: "create or replace function public.memory_server_clock() returns text language sql as $$ select '9' $$" },
+      {
+        name: 'anon replaces memory_server_clock',
+        role: 'anon',
+        sql: "create or replace function public.memory_server_clock() returns text language sql as $$ select '9' $$",
+      },
     ];
 
     it('has enough cases to mean something', () => {
@@ -267,18 +481,36 @@ describe('SQL privileges on a Supabase-like database', () => {
     });
 
     it('what end users may do still works: edit a value, insert their own memory (write_seq and clock defaults), change their config', async () => {
-      const row = () => owner<{ clock: string; write_seq: string; config_clock: string; version: string }>(
-        `select m.clock, m.write_seq, s.config_clock, s.version from public.memories m, public.memory_settings s
+      const row = () =>
+        owner<{ clock: string; write_seq: string; config_clock: string; version: string }>(
+          `select m.clock, m.write_seq, s.config_clock, s.version from public.memories m, public.memory_settings s
           where m.user_id = $1 and m.key = 'favorite_color' and s.user_id = m.user_id`,
+          [alice],
+        );
+      const [before] = await row();
+      const edit = await as(
+        'authenticated',
+        AUTH_A,
+        "update public.memories set value = 'navy' where user_id = $1 and key = 'favorite_color'",
         [alice],
       );
-      const [before] = await row();
-      const edit = await as('authenticated', AUTH_A, "update public.memories set value = 'navy' where user_id = $1 and key = 'favorite_color'", [alice]);
       expect(edit.rowCount).toBe(1);
-      await as('authenticated', AUTH_A, "insert into public.memories (user_id, category, key, value) values ($1, 'TASK', 'call_mum', 'sunday')", [alice]);
-      const config = await as('authenticated', AUTH_A, `update public.memory_settings set config = '{"voice":"navy"}'::jsonb where user_id = $1`, [alice]);
+      await as(
+        'authenticated',
+        AUTH_A,
+        "insert into public.memories (user_id, category, key, value) values ($1, 'TASK', 'call_mum', 'sunday')",
+        [alice],
+      );
+      const config = await as(
+        'authenticated',
+        AUTH_A,
+        `update public.memory_settings set config = '{"voice":"navy"}'::jsonb where user_id = $1`,
+        [alice],
+      );
       expect(config.rowCount).toBe(1);
-      const inserted = await owner<{ clock: string; write_seq: string }>("select clock, write_seq from public.memories where key = 'call_mum'");
+      const inserted = await owner<{ clock: string; write_seq: string }>(
+        "select clock, write_seq from public.memories where key = 'call_mum'",
+      );
       expect(inserted[0]!.clock).toMatch(/^\d{15}\.0000000000\.server$/);
       expect(await service.forIdentity('alice@example.com').retrieve('TASK', 'call_mum')).toBe('sunday');
       // A direct edit is the newest write: a later clock and write order (the triggers), so a
@@ -290,7 +522,10 @@ describe('SQL privileges on a Supabase-like database', () => {
       expect(Number(after!.version)).toBe(Number(before!.version) + 1);
       const replay = await service.forIdentity('alice@example.com').retrieve('PREFERENCE', 'favorite_color');
       expect(replay).toBe('navy');
-      const stale = await owner<{ r: { applied: boolean } }>("select public.memory_store($1, 'PREFERENCE', 'favorite_color', 'stale', $2) as r", [alice, before!.clock.replace(/\.[^.]+$/, '.zzzz')]);
+      const stale = await owner<{ r: { applied: boolean } }>(
+        "select public.memory_store($1, 'PREFERENCE', 'favorite_color', 'stale', $2) as r",
+        [alice, before!.clock.replace(/\.[^.]+$/, '.zzzz')],
+      );
       expect(stale[0]!.r.applied).toBe(false);
     });
   });

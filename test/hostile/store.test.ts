@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryError, SecretCipher, identityToUserId, openMemory, type MemoryStore, type UserMemory } from '../../memory/index.js';
+import {
+  MemoryError,
+  SecretCipher,
+  identityToUserId,
+  openMemory,
+  type MemoryStore,
+  type UserMemory,
+} from '../../memory/index.js';
 import { MemoryStore as Store, transportOf } from '../../memory/store.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
@@ -16,7 +23,12 @@ describe('hostile input to the store API', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase('hostile_store');
-    memory = await openMemory({ env: {}, databaseUrl: db.url, cipher: new SecretCipher(randomBytes(32)), journal: false });
+    memory = await openMemory({
+      env: {},
+      databaseUrl: db.url,
+      cipher: new SecretCipher(randomBytes(32)),
+      journal: false,
+    });
     alice = memory.forUser((await memory.startSession('alice-hostile@example.com')).user);
     await alice.store('FACT', 'name', 'Alice');
   });
@@ -65,12 +77,42 @@ describe('hostile input to the store API', () => {
     ['startSession with NUL', () => memory.startSession('bob\u0000'), 'INVALID_IDENTITY'],
     ['startSession with 1,025 bytes of identity', () => memory.startSession('b'.repeat(1025)), 'INVALID_IDENTITY'],
     ['startSession with a non-string identity', () => memory.startSession(any(12345)), 'INVALID_IDENTITY'],
-    ['startSession with memoryLimit 1001', () => memory.startSession('bob@example.com', { memoryLimit: 1001 }), 'INVALID_OPTION'],
-    ['startSession with memoryLimit NaN', () => memory.startSession('bob@example.com', { memoryLimit: Number.NaN }), 'INVALID_OPTION'],
-    ['startSession with a bad tenant', () => memory.startSession('bob@example.com', { tenant: '../etc' }), 'INVALID_TENANT'],
-    ['forUser with another identity\'s id', () => Promise.resolve().then(() => memory.forUser({ id: identityToUserId('mallory@example.com'), identity: 'alice-hostile@example.com' })), 'USER_MISMATCH'],
-    ['forUser with an upper-case id', () => Promise.resolve().then(() => memory.forUser({ id: alice.user.id.toUpperCase(), identity: alice.user.identity })), 'USER_MISMATCH'],
-    ['forUser with an empty identity', () => Promise.resolve().then(() => memory.forUser({ id: alice.user.id, identity: '' })), 'USER_MISMATCH'],
+    [
+      'startSession with memoryLimit 1001',
+      () => memory.startSession('bob@example.com', { memoryLimit: 1001 }),
+      'INVALID_OPTION',
+    ],
+    [
+      'startSession with memoryLimit NaN',
+      () => memory.startSession('bob@example.com', { memoryLimit: Number.NaN }),
+      'INVALID_OPTION',
+    ],
+    [
+      'startSession with a bad tenant',
+      () => memory.startSession('bob@example.com', { tenant: '../etc' }),
+      'INVALID_TENANT',
+    ],
+    [
+      "forUser with another identity's id",
+      () =>
+        Promise.resolve().then(() =>
+          memory.forUser({ id: identityToUserId('mallory@example.com'), identity: 'alice-hostile@example.com' }),
+        ),
+      'USER_MISMATCH',
+    ],
+    [
+      'forUser with an upper-case id',
+      () =>
+        Promise.resolve().then(() =>
+          memory.forUser({ id: alice.user.id.toUpperCase(), identity: alice.user.identity }),
+        ),
+      'USER_MISMATCH',
+    ],
+    [
+      'forUser with an empty identity',
+      () => Promise.resolve().then(() => memory.forUser({ id: alice.user.id, identity: '' })),
+      'USER_MISMATCH',
+    ],
     ['getSettings with a bad tenant', () => alice.getSettings('no spaces allowed'), 'INVALID_TENANT'],
   ];
 
@@ -91,7 +133,12 @@ describe('hostile input to the store API', () => {
     const store = await openMemory({ env: {}, databaseUrl: db.url, journal: false, migrate: false });
     const handle = store.forIdentity('alice-hostile@example.com');
     await store.close();
-    for (const action of [() => handle.store('FACT', 'k', 'v'), () => handle.retrieve('FACT', 'name'), () => handle.list(), () => handle.forget('FACT', 'name')]) {
+    for (const action of [
+      () => handle.store('FACT', 'k', 'v'),
+      () => handle.retrieve('FACT', 'name'),
+      () => handle.list(),
+      () => handle.forget('FACT', 'name'),
+    ]) {
       await expect(action()).rejects.toMatchObject({ code: 'CLOSED' });
     }
     expect(await alice.retrieve('FACT', 'name')).toBe('Alice');
@@ -107,7 +154,10 @@ describe('hostile input to the store API', () => {
 
   it('an identity whose user id is taken by another identity in the database: PROVISIONING_FAILED (IDENTITY_CONFLICT), nothing changed', async () => {
     const victim = 'victim-hostile@example.com';
-    await transportOf(memory).query('insert into public.memory_users (id, identity) values ($1, $2)', [identityToUserId(victim), 'squatter@example.com']);
+    await transportOf(memory).query('insert into public.memory_users (id, identity) values ($1, $2)', [
+      identityToUserId(victim),
+      'squatter@example.com',
+    ]);
     const before = await rows();
     const error = (await memory.startSession(victim).catch((e: unknown) => e)) as MemoryError;
     expect(error.code).toBe('PROVISIONING_FAILED');
@@ -126,7 +176,9 @@ describe('hostile input to the store API', () => {
         create function public.memory_retrieve(p_user_id uuid, p_category text, p_key text) returns integer language sql as 'select 42'`);
       await expect(user.retrieve('FACT', 'k')).rejects.toMatchObject({ code: 'INVALID_RESPONSE' });
       // A start-session function that hands back somebody else is refused, whatever it returns.
-      await transportOf(store).exec(`create or replace function public.memory_profile(p_user_id uuid) returns jsonb language sql as $$ select '{"user": null, "memory_count": "many"}'::jsonb $$`);
+      await transportOf(store).exec(
+        `create or replace function public.memory_profile(p_user_id uuid) returns jsonb language sql as $$ select '{"user": null, "memory_count": "many"}'::jsonb $$`,
+      );
       await expect(store.profile('shape@example.com')).rejects.toMatchObject({ code: 'INVALID_RESPONSE' });
     } finally {
       await store.close();
@@ -150,12 +202,23 @@ describe('hostile input to the store API', () => {
   it('a wrong MEMORY_ENCRYPTION_KEY cannot add a secret to a row whose secrets it cannot read (ENCRYPTION_KEY_MISMATCH), and the row is unchanged', async () => {
     const rightBytes = randomBytes(32);
     const rightKey = new SecretCipher(rightBytes);
-    const right = new Store(transportOf(memory), { namespace: memory.namespace, maxValueBytes: 16384, cipher: rightKey });
+    const right = new Store(transportOf(memory), {
+      namespace: memory.namespace,
+      maxValueBytes: 16384,
+      cipher: rightKey,
+    });
     const dave = right.forUser((await right.startSession('dave-hostile@example.com')).user);
     await dave.saveSettings({ secrets: { OPENAI_API_KEY: 'sk-right' } });
-    const wrong = new Store(transportOf(memory), { namespace: memory.namespace, maxValueBytes: 16384, cipher: new SecretCipher(randomBytes(32)) });
+    const wrong = new Store(transportOf(memory), {
+      namespace: memory.namespace,
+      maxValueBytes: 16384,
+      cipher: new SecretCipher(randomBytes(32)),
+    });
     const before = await rows();
-    const error = (await wrong.forUser(dave.user).saveSettings({ secrets: { retell_api_key: 'rk-wrong' } }).catch((e: unknown) => e)) as MemoryError;
+    const error = (await wrong
+      .forUser(dave.user)
+      .saveSettings({ secrets: { retell_api_key: 'rk-wrong' } })
+      .catch((e: unknown) => e)) as MemoryError;
     expect(error.code).toBe('ENCRYPTION_KEY_MISMATCH');
     expect(error.message).toContain('MEMORY_ENCRYPTION_KEY');
     expect(await rows()).toBe(before);
@@ -163,7 +226,11 @@ describe('hostile input to the store API', () => {
     expect(stored.secretNames).toEqual(['OPENAI_API_KEY']);
     expect(await dave.revealSecrets(stored)).toEqual({ OPENAI_API_KEY: 'sk-right' });
     // A key that knows the row's key as a previous one may write: every secret stays readable.
-    const next = new Store(transportOf(memory), { namespace: memory.namespace, maxValueBytes: 16384, cipher: new SecretCipher(randomBytes(32), [rightBytes]) });
+    const next = new Store(transportOf(memory), {
+      namespace: memory.namespace,
+      maxValueBytes: 16384,
+      cipher: new SecretCipher(randomBytes(32), [rightBytes]),
+    });
     const saved = await next.forUser(dave.user).saveSettings({ secrets: { retell_api_key: 'rk-next' } });
     expect(saved.secretNames).toEqual(['OPENAI_API_KEY', 'retell_api_key']);
   });

@@ -54,7 +54,9 @@ describe('ensureLivekitServer', () => {
   });
 
   it('rejects a LIVEKIT_SERVER_BIN that does not exist', async () => {
-    const error = await failure(ensureLivekitServer({ env: { ...env, LIVEKIT_SERVER_BIN: path.join(sandbox, 'nope') } }));
+    const error = await failure(
+      ensureLivekitServer({ env: { ...env, LIVEKIT_SERVER_BIN: path.join(sandbox, 'nope') } }),
+    );
     expect(error.code).toBe('BIN_NOT_EXECUTABLE');
   });
 
@@ -69,8 +71,12 @@ describe('ensureLivekitServer', () => {
   });
 
   it('puts the cache under XDG_CACHE_HOME, else HOME/.cache, outside the repository', () => {
-    expect(livekitServerCacheBinDir({ XDG_CACHE_HOME: '/x' })).toBe('/x/livekit-user-memory/livekit-server-v1.13.5/bin');
-    expect(livekitServerCacheBinDir({ HOME: '/h', XDG_CACHE_HOME: '' })).toBe('/h/.cache/livekit-user-memory/livekit-server-v1.13.5/bin');
+    expect(livekitServerCacheBinDir({ XDG_CACHE_HOME: '/x' })).toBe(
+      '/x/livekit-user-memory/livekit-server-v1.13.5/bin',
+    );
+    expect(livekitServerCacheBinDir({ HOME: '/h', XDG_CACHE_HOME: '' })).toBe(
+      '/h/.cache/livekit-user-memory/livekit-server-v1.13.5/bin',
+    );
   });
 
   it('without a server and without go: names Homebrew, the install script, Docker and LIVEKIT_SERVER_BIN', async () => {
@@ -121,7 +127,10 @@ describe('ensureLivekitServer', () => {
   });
 
   it('reports a failed go install with its output and the other ways to install', async () => {
-    await script(path.join(emptyPathDir, 'go'), 'echo "go: github.com/livekit/livekit-server@v1.13.5: proxy unreachable" >&2\nexit 1');
+    await script(
+      path.join(emptyPathDir, 'go'),
+      'echo "go: github.com/livekit/livekit-server@v1.13.5: proxy unreachable" >&2\nexit 1',
+    );
     const error = await failure(ensureLivekitServer({ env }));
     expect(error.code).toBe('INSTALL_FAILED');
     expect(error.message).toContain('proxy unreachable');

@@ -18,7 +18,9 @@ async function startOrExplain(): Promise<LivekitServerHandle> {
     return await startLivekitServerOnFreePorts({ onProgress: (line) => process.stderr.write(`[livekit] ${line}\n`) });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new Error(`The livekit tests need a real livekit-server (npm run livekit:install -- --help).\n${message}`, { cause: error });
+    throw new Error(`The livekit tests need a real livekit-server (npm run livekit:install -- --help).\n${message}`, {
+      cause: error,
+    });
   }
 }
 
@@ -77,7 +79,12 @@ describe('a local livekit-server', () => {
 
   it('runs a second server beside the first without sharing rooms, deaf to LIVEKIT_* settings of the shell', async () => {
     // livekit-server reads these from the environment; LIVEKIT_CONFIG would even replace livekit.yaml.
-    const shell = { LIVEKIT_CONFIG: 'bogus_key: 1', LIVEKIT_KEYS: 'devkey: wrong', NODE_IP: '10.9.9.9', LIVEKIT_LOG_LEVEL: 'error' };
+    const shell = {
+      LIVEKIT_CONFIG: 'bogus_key: 1',
+      LIVEKIT_KEYS: 'devkey: wrong',
+      NODE_IP: '10.9.9.9',
+      LIVEKIT_LOG_LEVEL: 'error',
+    };
     Object.assign(process.env, shell);
     try {
       other = await startOrExplain();

@@ -19,7 +19,12 @@ const BOB = 'bob-budget@example.com';
 
 const call = callTool;
 
-async function eventually<T>(probe: () => Promise<T>, ok: (value: T) => boolean, what: string, timeoutMs = 30_000): Promise<T> {
+async function eventually<T>(
+  probe: () => Promise<T>,
+  ok: (value: T) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -75,7 +80,8 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     const session = await startUserMemory({ memory, participant: { identity: ALICE }, budgetMs: 200 });
 
     expect(session.available).toBe(false);
-    if (session.available || session.reason !== 'budget') throw new Error(`expected a late session, got ${JSON.stringify(session)}`);
+    if (session.available || session.reason !== 'budget')
+      throw new Error(`expected a late session, got ${JSON.stringify(session)}`);
     expect(session.error.code).toBe('TIMEOUT');
     expect(session.error.message).toMatch(/budget of 200 ms/);
     expect(session.identity).toBe(ALICE);
@@ -134,10 +140,16 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     expect(await call(tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' })).toMatch(
       /^Could not look up PREFERENCE\/"favorite_color": memory is (unavailable|slow) right now/,
     );
-    expect(await call(tools, 'list_memories', {})).toMatch(/^Could not list memories: memory is (unavailable|slow) right now/);
+    expect(await call(tools, 'list_memories', {})).toMatch(
+      /^Could not list memories: memory is (unavailable|slow) right now/,
+    );
     // A write may be journalled by the memory layer and reported saved; either way it is a sentence.
-    expect(await call(tools, 'remember', { category: 'FACT', key: 'city', value: 'Lisbon' })).toMatch(/^(Saved|Could not)/);
-    expect(await call(tools, 'forget', { category: 'FACT', key: 'nothing_here' })).toMatch(/^(Forgot|Nothing was stored|Could not)/);
+    expect(await call(tools, 'remember', { category: 'FACT', key: 'city', value: 'Lisbon' })).toMatch(
+      /^(Saved|Could not)/,
+    );
+    expect(await call(tools, 'forget', { category: 'FACT', key: 'nothing_here' })).toMatch(
+      /^(Forgot|Nothing was stored|Could not)/,
+    );
   });
 
   it('with a database slower than the tool timeout, the model hears "memory is slow" and the write still lands', async () => {
@@ -161,7 +173,9 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
   });
 
   it('rejects a budget or timeout that is not a duration', async () => {
-    await expect(startUserMemory({ memory, participant: { identity: ALICE }, budgetMs: -1 })).rejects.toThrow(/budgetMs/);
+    await expect(startUserMemory({ memory, participant: { identity: ALICE }, budgetMs: -1 })).rejects.toThrow(
+      /budgetMs/,
+    );
     expect(() => createMemoryTools(memory.forIdentity(ALICE), { timeoutMs: 0 })).toThrow(/timeoutMs/);
   });
 });

@@ -3,7 +3,13 @@ import type { Memory } from '../../memory/index.js';
 import { MEMORY_BLOCK_CLOSE, MEMORY_BLOCK_OPEN, renderMemoryBlock } from '../../plugins/index.js';
 
 const at = new Date('2026-01-01T00:00:00Z');
-const memory = (category: string, key: string, value: string): Memory => ({ category, key, value, createdAt: at, updatedAt: at });
+const memory = (category: string, key: string, value: string): Memory => ({
+  category,
+  key,
+  value,
+  createdAt: at,
+  updatedAt: at,
+});
 
 describe('renderMemoryBlock', () => {
   it('is empty when nothing is stored', () => {

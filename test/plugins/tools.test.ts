@@ -25,7 +25,10 @@ describe('memory tools', () => {
     const alice = memory.forIdentity('schema@example.com');
     const ctx = new llm.ToolContext(createMemoryTools(alice, { categories: ['FACT', 'HOBBY'] }));
     expect(Object.keys(ctx.functionTools).sort()).toEqual([...MEMORY_TOOL_NAMES].sort());
-    const schema = llm.toJsonSchema(ctx.getFunctionTool('remember')!.parameters) as { properties: Record<string, { enum?: string[] }>; required: string[] };
+    const schema = llm.toJsonSchema(ctx.getFunctionTool('remember')!.parameters) as {
+      properties: Record<string, { enum?: string[] }>;
+      required: string[];
+    };
     expect(schema.properties.category!.enum).toEqual(['FACT', 'HOBBY']);
     expect(schema.required.sort()).toEqual(['category', 'key', 'value']);
     expect(Object.keys(schema.properties)).not.toContain('user_id');
@@ -36,7 +39,9 @@ describe('memory tools', () => {
     const bob = await startUserMemory({ memory, participant: { identity: 'bob-tools@example.com' } });
     if (!alice.available || !bob.available) throw new Error('memory should be available');
 
-    expect(await call(alice.tools, 'remember', { category: 'PREFERENCE', key: 'favorite_color', value: 'blue' })).toContain('Saved');
+    expect(
+      await call(alice.tools, 'remember', { category: 'PREFERENCE', key: 'favorite_color', value: 'blue' }),
+    ).toContain('Saved');
     expect(await call(alice.tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('"blue"');
     const bobRecall = await call(bob.tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' });
     expect(bobRecall).toMatch(/Nothing is stored/);
@@ -44,20 +49,28 @@ describe('memory tools', () => {
     expect(await call(bob.tools, 'list_memories', {})).toMatch(/Nothing is stored/);
     expect(await call(alice.tools, 'list_memories', { category: 'PREFERENCE' })).toContain('favorite_color');
     expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('Forgot');
-    expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toMatch(/Nothing was stored/);
+    expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toMatch(
+      /Nothing was stored/,
+    );
   });
 
   it('turn bad input and a closed backend into a message for the model, not an exception', async () => {
     const carol = await startUserMemory({ memory, participant: { identity: 'carol-tools@example.com' } });
     if (!carol.available) throw new Error('memory should be available');
-    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'bad\nkey', value: 'x' })).toMatch(/Could not save .*Fix the arguments/);
-    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'big', value: 'x'.repeat(20_000) })).toMatch(/Could not save/);
+    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'bad\nkey', value: 'x' })).toMatch(
+      /Could not save .*Fix the arguments/,
+    );
+    expect(await call(carol.tools, 'remember', { category: 'FACT', key: 'big', value: 'x'.repeat(20_000) })).toMatch(
+      /Could not save/,
+    );
 
     const other = await openMemory({ env: {}, dataDir: tempDataDir('closed'), serve: false });
     const dana = await startUserMemory({ memory: other, participant: { identity: 'dana@example.com' } });
     await other.close();
     if (!dana.available) throw new Error('memory should be available');
-    expect(await call(dana.tools, 'remember', { category: 'FACT', key: 'k', value: 'v' })).toMatch(/memory is unavailable right now \(CLOSED\)/);
+    expect(await call(dana.tools, 'remember', { category: 'FACT', key: 'k', value: 'v' })).toMatch(
+      /memory is unavailable right now \(CLOSED\)/,
+    );
     expect(await call(dana.tools, 'recall', { category: 'FACT', key: 'k' })).toMatch(/unavailable/);
   });
 

@@ -40,7 +40,12 @@ const cipher = () => new SecretCipher(randomBytes(32));
 export const BACKENDS: Record<'postgres' | 'embedded' | 'embedded-socket' | 'supabase', BackendFactory> = {
   async postgres() {
     const db = await createTestDatabase('contract');
-    const memory = await openMemory({ env: {}, databaseUrl: db.url, cipher: cipher(), dataDir: tempDataDir('pgjournal') });
+    const memory = await openMemory({
+      env: {},
+      databaseUrl: db.url,
+      cipher: cipher(),
+      dataDir: tempDataDir('pgjournal'),
+    });
     return around('postgres', memory, db.drop);
   },
   async embedded() {

@@ -10,7 +10,11 @@ export async function callTool(tools: MemoryTools, name: string, args: Record<st
   const ctx = new llm.ToolContext(tools);
   const tool = ctx.getFunctionTool(name)!;
   const parsed = (tool.parameters as { parse: (v: unknown) => unknown }).parse(args);
-  const result = await tool.execute(parsed, { ctx: {} as never, toolCallId: 'call_1', abortSignal: new AbortController().signal });
+  const result = await tool.execute(parsed, {
+    ctx: {} as never,
+    toolCallId: 'call_1',
+    abortSignal: new AbortController().signal,
+  });
   expect(typeof result).toBe('string');
   expect((result as string).length).toBeGreaterThan(0);
   return result as string;

@@ -3,14 +3,26 @@
  * fixed script keyed on the demo's lines (and on what the worker put in the request), not a model:
  * it exists so that the demo shows the real worker, tools and database without a paid API.
  */
-import { lastToolResult, lastUserText, rules, systemText, toolNames, type RecordedRequest, type Reply } from './openai-standin.js';
+import {
+  lastToolResult,
+  lastUserText,
+  rules,
+  systemText,
+  toolNames,
+  type RecordedRequest,
+  type Reply,
+} from './openai-standin.js';
 
 type Args = Record<string, unknown>;
 const call = (name: string, args: Args): Reply => ({ toolCalls: [{ name, arguments: args }] });
 
 /** A user line the script understands, and the tool call it answers with. */
 const understood: Array<[RegExp, string, (m: RegExpExecArray) => Args]> = [
-  [/I like the colou?r (\w+)|my favou?rite colou?r is (\w+)/i, 'remember', (m) => ({ category: 'PREFERENCE', key: 'favorite_color', value: m[1] ?? m[2] })],
+  [
+    /I like the colou?r (\w+)|my favou?rite colou?r is (\w+)/i,
+    'remember',
+    (m) => ({ category: 'PREFERENCE', key: 'favorite_color', value: m[1] ?? m[2] }),
+  ],
   [/I live in ([\w\s]+?)[.!]?$/i, 'remember', (m) => ({ category: 'FACT', key: 'city', value: m[1] })],
   [/my name is (\w+)/i, 'remember', (m) => ({ category: 'PERSONAL', key: 'name', value: m[1] })],
   [/what is my favou?rite colou?r/i, 'recall', () => ({ category: 'PREFERENCE', key: 'favorite_color' })],
@@ -20,12 +32,18 @@ const understood: Array<[RegExp, string, (m: RegExpExecArray) => Args]> = [
 function afterTool(request: RecordedRequest): Reply {
   const result = lastToolResult(request)!;
   const text = String(result.value);
-  if (result.name === 'remember') return { text: /^Saved/.test(text) ? "Got it, I'll remember that." : `Sorry, I couldn't save that. (${text})` };
+  if (result.name === 'remember')
+    return { text: /^Saved/.test(text) ? "Got it, I'll remember that." : `Sorry, I couldn't save that. (${text})` };
   if (result.name === 'recall') {
     const found = /= (".*")$/.exec(text);
-    return { text: found ? `You told me ${JSON.parse(found[1]!)}.` : "I don't know that yet. Tell me and I'll remember it." };
+    return {
+      text: found ? `You told me ${JSON.parse(found[1]!)}.` : "I don't know that yet. Tell me and I'll remember it.",
+    };
   }
-  if (result.name === 'list_memories') return { text: /^Nothing/.test(text) ? "I don't remember anything about you yet." : `Here is what I remember:\n${text}` };
+  if (result.name === 'list_memories')
+    return {
+      text: /^Nothing/.test(text) ? "I don't remember anything about you yet." : `Here is what I remember:\n${text}`,
+    };
   return { text: 'Done.' };
 }
 
@@ -45,9 +63,14 @@ export const demoScript = rules(
     },
     {
       when: (req) => lastUserText(req) === undefined && systemText(req).includes('first conversation'),
-      reply: { text: "Hello! Nice to meet you. I'm your assistant, and I'll remember what you tell me. How can I help?" },
+      reply: {
+        text: "Hello! Nice to meet you. I'm your assistant, and I'll remember what you tell me. How can I help?",
+      },
     },
-    { when: (req) => lastUserText(req) === undefined && systemText(req).includes('returning'), reply: { text: 'Welcome back! Good to hear from you again.' } },
+    {
+      when: (req) => lastUserText(req) === undefined && systemText(req).includes('returning'),
+      reply: { text: 'Welcome back! Good to hear from you again.' },
+    },
   ],
   { text: 'I see.' },
 );

@@ -6,6 +6,8 @@ import { ensureLivekitServer } from '../../scripts/livekit/install.js';
  * fails here, saying how to install one; no test skips.
  */
 export default async function setup(): Promise<void> {
-  const binary = await ensureLivekitServer({ onProgress: (line) => process.stdout.write(`[livekit-server] ${line}\n`) });
+  const binary = await ensureLivekitServer({
+    onProgress: (line) => process.stdout.write(`[livekit-server] ${line}\n`),
+  });
   process.stdout.write(`[livekit-server] using ${binary}\n`);
 }

@@ -6,8 +6,24 @@
  */
 import { openMemory } from '../../memory/index.js';
 
-const [databaseUrl, dataDir, identity, category, key, prefix, count] = process.argv.slice(2) as [string, string, string, string, string, string, string];
-const memory = await openMemory({ env: {}, databaseUrl, dataDir, migrate: false, backgroundSync: false, timeoutMs: 1000, maxConnections: 1 });
+const [databaseUrl, dataDir, identity, category, key, prefix, count] = process.argv.slice(2) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+];
+const memory = await openMemory({
+  env: {},
+  databaseUrl,
+  dataDir,
+  migrate: false,
+  backgroundSync: false,
+  timeoutMs: 1000,
+  maxConnections: 1,
+});
 const handle = memory.forIdentity(identity);
 for (let i = 0; i < Number(count); i += 1) {
   const value = `${prefix}-${i}`;

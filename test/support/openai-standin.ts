@@ -384,7 +384,10 @@ export class ScriptedOpenAI {
    * The first recorded request matching `predicate` (chat completions by default), waiting for it
    * if it has not arrived yet. Rejects after `timeoutMs`.
    */
-  waitFor(predicate: (request: RecordedRequest) => boolean = isChatRequest, timeoutMs = 10_000): Promise<RecordedRequest> {
+  waitFor(
+    predicate: (request: RecordedRequest) => boolean = isChatRequest,
+    timeoutMs = 10_000,
+  ): Promise<RecordedRequest> {
     const found = this.requests.find(predicate);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
@@ -398,7 +401,9 @@ export class ScriptedOpenAI {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
-        reject(new Error(`ScriptedOpenAI: no matching request within ${timeoutMs} ms (${this.requests.length} recorded)`));
+        reject(
+          new Error(`ScriptedOpenAI: no matching request within ${timeoutMs} ms (${this.requests.length} recorded)`),
+        );
       }, timeoutMs);
       this.#waiters.add(waiter);
     });
@@ -423,7 +428,7 @@ export class ScriptedOpenAI {
       }
     }
     const messages = Array.isArray((body as { messages?: unknown } | undefined)?.messages)
-      ? ((body as { messages: WireMessage[] }).messages)
+      ? (body as { messages: WireMessage[] }).messages
       : [];
     const record: RecordedRequest = {
       index: this.requests.length,
@@ -459,7 +464,12 @@ export class ScriptedOpenAI {
     }
 
     if (path !== '/v1/chat/completions') {
-      return fail(404, `Unknown path ${method} ${path} (this stand-in serves /v1/models and /v1/chat/completions)`, 'invalid_request_error', 'unknown_url');
+      return fail(
+        404,
+        `Unknown path ${method} ${path} (this stand-in serves /v1/models and /v1/chat/completions)`,
+        'invalid_request_error',
+        'unknown_url',
+      );
     }
     if (method !== 'POST') return fail(405, `Method ${method} not allowed on ${path}`, 'invalid_request_error');
     if (bodyError !== undefined) return fail(400, bodyError, 'invalid_request_error');
@@ -548,7 +558,9 @@ export class ScriptedOpenAI {
     const events: ChatCompletionChunk[] = [chunk({ role: 'assistant', content: '' })];
     for (const piece of splitText(reply.text ?? '')) events.push(chunk({ content: piece }));
     calls.forEach((call, index) => {
-      events.push(chunk({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }));
+      events.push(
+        chunk({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }),
+      );
       for (const fragment of splitArguments(call.arguments)) {
         events.push(chunk({ tool_calls: [{ index, function: { arguments: fragment } }] }));
       }
@@ -620,7 +632,13 @@ function sendJson(res: ServerResponse, status: number, payload: unknown, headers
 }
 
 /** The error body shape the OpenAI API uses, which the SDK turns into `APIError.error`. */
-function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null = null): void {
+function sendError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  type: string,
+  code: string | null = null,
+): void {
   sendJson(res, status, { error: { message, type, param: null, code } });
 }
 
@@ -652,9 +670,17 @@ export function splitArguments(json: string): string[] {
 }
 
 /** Rough counts (4 characters a token): enough for metrics code paths, not a tokenizer. */
-function estimateUsage(messages: WireMessage[], text: string, calls: Array<{ name: string; arguments: string }>): CompletionUsage {
+function estimateUsage(
+  messages: WireMessage[],
+  text: string,
+  calls: Array<{ name: string; arguments: string }>,
+): CompletionUsage {
   const tokens = (chars: number) => Math.ceil(chars / 4);
   const promptTokens = tokens(messages.reduce((sum, m) => sum + messageText(m).length, 0));
   const completionTokens = tokens(text.length + calls.reduce((sum, c) => sum + c.name.length + c.arguments.length, 0));
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
 }

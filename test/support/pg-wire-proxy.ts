@@ -76,7 +76,8 @@ export class PgWireProxy {
       client.destroy();
       return;
     }
-    const upstream = 'path' in this.target ? net.connect(this.target.path) : net.connect(this.target.port, this.target.host);
+    const upstream =
+      'path' in this.target ? net.connect(this.target.path) : net.connect(this.target.port, this.target.host);
     this.#sockets.add(client).add(upstream);
     let buffer: Buffer = Buffer.alloc(0);
     let startup = true;

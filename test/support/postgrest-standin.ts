@@ -155,7 +155,12 @@ export const NoRealtimeTransport = class {
 // PostgREST's error bodies and status table
 // ---------------------------------------------------------------------------------------------
 
-export function errorBody(code: string, message: string, details: string | null = null, hint: string | null = null): PostgrestErrorBody {
+export function errorBody(
+  code: string,
+  message: string,
+  details: string | null = null,
+  hint: string | null = null,
+): PostgrestErrorBody {
   return { code, details, hint, message };
 }
 
@@ -213,8 +218,25 @@ export function statusForSqlState(code: string, message = '', authenticated = tr
     return Number.isInteger(n) && n >= 100 && n <= 599 ? n : 500;
   }
   const byClass: Record<string, number> = {
-    '08': 503, '09': 500, '0L': 403, '0P': 403, '25': 500, '28': 403, '2D': 500, '38': 500, '39': 500,
-    '3B': 500, '40': 500, '53': 503, '54': 500, '55': 500, '57': 500, '58': 500, F0: 500, HV: 500, P0: 500,
+    '08': 503,
+    '09': 500,
+    '0L': 403,
+    '0P': 403,
+    '25': 500,
+    '28': 403,
+    '2D': 500,
+    '38': 500,
+    '39': 500,
+    '3B': 500,
+    '40': 500,
+    '53': 503,
+    '54': 500,
+    '55': 500,
+    '57': 500,
+    '58': 500,
+    F0: 500,
+    HV: 500,
+    P0: 500,
     XX: 500,
   };
   return byClass[code.slice(0, 2)] ?? 400;
@@ -275,7 +297,10 @@ export class PostgrestStandin {
     });
     // An idle connection dying (e.g. the test dropped the database) must not crash the runner.
     this.pool.on('error', () => {});
-    this.listener = new pg.Client({ connectionString: this.databaseUrl, application_name: 'postgrest-standin-listener' });
+    this.listener = new pg.Client({
+      connectionString: this.databaseUrl,
+      application_name: 'postgrest-standin-listener',
+    });
     this.listener.on('error', () => {});
     this.listener.on('notification', (msg) => {
       if (msg.channel !== 'pgrst') return;
@@ -401,7 +426,14 @@ export class PostgrestStandin {
 
     const match = /^\/rest\/v1\/rpc\/([^/]+)$/.exec(url.pathname);
     const fn = match?.[1] !== undefined ? decodeURIComponent(match[1]) : null;
-    const entry: RecordedRequest = { method: request.method, path: url.pathname, fn, role: null, args: undefined, status: 0 };
+    const entry: RecordedRequest = {
+      method: request.method,
+      path: url.pathname,
+      fn,
+      role: null,
+      args: undefined,
+      status: 0,
+    };
     this.requests.push(entry);
 
     if (fn !== null && takeFault(this.networkFaults, fn) !== undefined) {
@@ -432,11 +464,14 @@ export class PostgrestStandin {
 
   private async answer(request: Request, url: URL, fn: string | null, entry: RecordedRequest): Promise<Response> {
     if (fn === null) {
-      return json(404, errorBody(
-        'STANDIN404',
-        'The PostgREST test stand-in serves only POST /rest/v1/rpc/<function>: it does not fake table endpoints, GoTrue (/auth/v1), storage or realtime.',
-        `${request.method} ${url.pathname}`,
-      ));
+      return json(
+        404,
+        errorBody(
+          'STANDIN404',
+          'The PostgREST test stand-in serves only POST /rest/v1/rpc/<function>: it does not fake table endpoints, GoTrue (/auth/v1), storage or realtime.',
+          `${request.method} ${url.pathname}`,
+        ),
+      );
     }
     const method = request.method.toUpperCase();
     if (method !== 'POST' && method !== 'GET' && method !== 'HEAD') {
@@ -445,20 +480,28 @@ export class PostgrestStandin {
     // supabase-js sends the schema as Content-Profile (POST) or Accept-Profile (GET/HEAD).
     const profile = request.headers.get(method === 'POST' ? 'content-profile' : 'accept-profile');
     if (profile !== null && profile !== SCHEMA) {
-      return json(406, errorBody('PGRST106', `Invalid schema: ${profile}`, null, `Only the following schemas are exposed: ${SCHEMA}`));
+      return json(
+        406,
+        errorBody('PGRST106', `Invalid schema: ${profile}`, null, `Only the following schemas are exposed: ${SCHEMA}`),
+      );
     }
 
     const auth = await this.authenticate(request);
     if ('error' in auth) return auth.error;
     entry.role = auth.role;
 
-    const unsupported = [...url.searchParams.keys()].filter((k) => method === 'POST' && !(k === 'select' && url.searchParams.get(k) === '*'));
+    const unsupported = [...url.searchParams.keys()].filter(
+      (k) => method === 'POST' && !(k === 'select' && url.searchParams.get(k) === '*'),
+    );
     if (unsupported.length > 0) {
-      return json(501, errorBody(
-        'STANDIN501',
-        'The PostgREST test stand-in does not implement query parameters (filters, select, order, limit) on RPC',
-        unsupported.join(', '),
-      ));
+      return json(
+        501,
+        errorBody(
+          'STANDIN501',
+          'The PostgREST test stand-in does not implement query parameters (filters, select, order, limit) on RPC',
+          unsupported.join(', '),
+        ),
+      );
     }
 
     let args: Record<string, unknown>;
@@ -472,7 +515,10 @@ export class PostgrestStandin {
       }
       entry.args = parsed;
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        return json(501, errorBody('STANDIN501', 'The PostgREST test stand-in only takes a JSON object of named arguments'));
+        return json(
+          501,
+          errorBody('STANDIN501', 'The PostgREST test stand-in only takes a JSON object of named arguments'),
+        );
       }
       args = parsed as Record<string, unknown>;
     } else {
@@ -495,9 +541,20 @@ export class PostgrestStandin {
     const routine = found.routine;
     const readOnly = method !== 'POST' || routine.volatility !== 'v';
     const wantsObject = (request.headers.get('accept') ?? '').includes('application/vnd.pgrst.object+json');
-    const response = await this.execute(routine, args, auth.role, auth.claims, readOnly, method, url.pathname, wantsObject);
+    const response = await this.execute(
+      routine,
+      args,
+      auth.role,
+      auth.claims,
+      readOnly,
+      method,
+      url.pathname,
+      wantsObject,
+    );
     // HEAD: same status and headers, no body.
-    return method === 'HEAD' ? new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers }) : response;
+    return method === 'HEAD'
+      ? new Response(null, { status: response.status, statusText: response.statusText, headers: response.headers })
+      : response;
   }
 
   private async authenticate(request: Request): Promise<{ role: string; claims: JWTPayload } | { error: Response }> {
@@ -511,7 +568,12 @@ export class PostgrestStandin {
       token = apikey;
     } else {
       // Supabase's API gateway rejects a request without a key before PostgREST sees it.
-      return { error: json(401, { message: 'No API key found in request', hint: 'No `apikey` request header or url param was found.' }) };
+      return {
+        error: json(401, {
+          message: 'No API key found in request',
+          hint: 'No `apikey` request header or url param was found.',
+        }),
+      };
     }
     try {
       const { payload } = await jwtVerify(token, this.secret, {
@@ -535,25 +597,38 @@ export class PostgrestStandin {
     const [first] = matches;
     if (first !== undefined && matches.length === 1) return { routine: first };
     if (matches.length > 1) {
-      const list = matches.map((r) => `${SCHEMA}.${r.name}(${r.params.map((p) => `${p.name} => ${p.type}`).join(', ')})`);
+      const list = matches.map(
+        (r) => `${SCHEMA}.${r.name}(${r.params.map((p) => `${p.name} => ${p.type}`).join(', ')})`,
+      );
       return {
-        error: json(300, errorBody(
-          'PGRST203',
-          `Could not choose the best candidate function between: ${list.join(', ')}`,
-          null,
-          'Try renaming the parameters or the function itself in the database so function overloading can be resolved',
-        )),
+        error: json(
+          300,
+          errorBody(
+            'PGRST203',
+            `Could not choose the best candidate function between: ${list.join(', ')}`,
+            null,
+            'Try renaming the parameters or the function itself in the database so function overloading can be resolved',
+          ),
+        ),
       };
     }
     // Texts from NoRpc in PostgREST's Error.hs; argument names sorted, as PostgREST keeps them in a set.
     const sorted = [...keys].sort();
     const func = `${SCHEMA}.${fn}`;
     const message = `Could not find the function ${func}${sorted.length === 0 ? ' without parameters' : `(${sorted.join(', ')})`} in the schema cache`;
-    const params = sorted.length === 0 ? ' without parameters' : ` with parameter${sorted.length > 1 ? 's' : ''} ${sorted.join(', ')}`;
+    const params =
+      sorted.length === 0
+        ? ' without parameters'
+        : ` with parameter${sorted.length > 1 ? 's' : ''} ${sorted.join(', ')}`;
     const details = `Searched for the function ${func}${params}${isPost ? ' or with a single unnamed json/jsonb parameter' : ''}, but no matches were found in the schema cache.`;
     // PostgREST fuzzy-matches a hint; we only point at a same-name overload, the most common case.
     const closest = [...overloads].sort((a, b) => overlap(b, keys) - overlap(a, keys))[0];
-    const hint = closest ? `Perhaps you meant to call the function ${func}(${closest.params.map((p) => p.name).sort().join(', ')})` : null;
+    const hint = closest
+      ? `Perhaps you meant to call the function ${func}(${closest.params
+          .map((p) => p.name)
+          .sort()
+          .join(', ')})`
+      : null;
     return { error: json(404, errorBody('PGRST202', message, details, hint)) };
   }
 
@@ -573,7 +648,10 @@ export class PostgrestStandin {
     try {
       client = await pool.connect();
     } catch (error) {
-      return json(503, errorBody('PGRST000', 'Database connection error. Retrying the connection.', (error as Error).message));
+      return json(
+        503,
+        errorBody('PGRST000', 'Database connection error. Retrying the connection.', (error as Error).message),
+      );
     }
     let broken: Error | undefined;
     try {
@@ -587,7 +665,8 @@ export class PostgrestStandin {
           ['request.method', method],
           ['request.path', path],
         ];
-        if (this.statementTimeoutMs !== undefined) settings.push(['statement_timeout', String(this.statementTimeoutMs)]);
+        if (this.statementTimeoutMs !== undefined)
+          settings.push(['statement_timeout', String(this.statementTimeoutMs)]);
         await client.query(
           `select ${settings.map((_, i) => `set_config($${2 * i + 1}, $${2 * i + 2}, true)`).join(', ')}`,
           settings.flat(),
@@ -603,7 +682,14 @@ export class PostgrestStandin {
           if (wantsObject && routine.returnsSet && n !== 1) {
             // PostgREST rolls the transaction back when `.single()` does not get exactly one row.
             await client.query('rollback');
-            return json(406, errorBody('PGRST116', 'Cannot coerce the result to a single JSON object', `The result contains ${n} rows`));
+            return json(
+              406,
+              errorBody(
+                'PGRST116',
+                'Cannot coerce the result to a single JSON object',
+                `The result contains ${n} rows`,
+              ),
+            );
           }
           const body = wantsObject && routine.returnsSet ? (row?.first ?? 'null') : (row?.body ?? 'null');
           const range = routine.returnsSet && !wantsObject ? (n > 0 ? `0-${n - 1}/*` : '*/*') : '0-0/*';
@@ -650,7 +736,11 @@ export class PostgrestStandin {
       const inputs = row.args.filter((a) => a.mode === null || a.mode === 'i' || a.mode === 'b' || a.mode === 'v');
       // Calls are by name, so functions with unnamed or VARIADIC inputs are left out (see header).
       if (inputs.some((a) => !a.name || a.mode === 'v')) continue;
-      const params = inputs.map((a, i) => ({ name: a.name ?? '', type: a.type, hasDefault: i >= inputs.length - row.n_defaults }));
+      const params = inputs.map((a, i) => ({
+        name: a.name ?? '',
+        type: a.type,
+        hasDefault: i >= inputs.length - row.n_defaults,
+      }));
       const routine: Routine = {
         name: row.name,
         params,
@@ -701,9 +791,10 @@ export function quoteIdent(name: string): string {
  */
 function callSql(routine: Routine, args: Record<string, unknown>): { sql: string; values: unknown[] } {
   const given = routine.params.filter((p) => Object.hasOwn(args, p.name));
-  const source = given.length > 0
-    ? `select * from json_to_record($1::json) as _(${given.map((p) => `${quoteIdent(p.name)} ${p.type}`).join(', ')})`
-    : 'select';
+  const source =
+    given.length > 0
+      ? `select * from json_to_record($1::json) as _(${given.map((p) => `${quoteIdent(p.name)} ${p.type}`).join(', ')})`
+      : 'select';
   const call = `${quoteIdent(SCHEMA)}.${quoteIdent(routine.name)}(${given.map((p) => `${quoteIdent(p.name)} := pgrst_args.${quoteIdent(p.name)}`).join(', ')})`;
   const values = given.length > 0 ? [JSON.stringify(Object.fromEntries(given.map((p) => [p.name, args[p.name]])))] : [];
   if (routine.returnsVoid) {
@@ -852,13 +943,20 @@ function rawJson(status: number, body: string, headers: Record<string, string> =
   });
 }
 
-function pgErrorResponse(code: string, message: string, details: string | null, hint: string | null, authenticated: boolean): Response {
+function pgErrorResponse(
+  code: string,
+  message: string,
+  details: string | null,
+  hint: string | null,
+  authenticated: boolean,
+): Response {
   if (code === 'PGRST') {
     // RAISE SQLSTATE 'PGRST' USING MESSAGE = '{"code":..,"message":..}', DETAIL = '{"status":..,"headers":{..}}'
     try {
       const m = JSON.parse(message) as Partial<PostgrestErrorBody>;
       const d = JSON.parse(details ?? '') as { status: number; headers?: Record<string, string> };
-      if (typeof m.code !== 'string' || typeof m.message !== 'string' || typeof d.status !== 'number') throw new Error('shape');
+      if (typeof m.code !== 'string' || typeof m.message !== 'string' || typeof d.status !== 'number')
+        throw new Error('shape');
       return json(d.status, errorBody(m.code, m.message, m.details ?? null, m.hint ?? null), d.headers ?? {});
     } catch {
       return json(500, errorBody('PGRST121', 'Could not parse JSON in the "RAISE SQLSTATE \'PGRST\'" error'));

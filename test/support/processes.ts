@@ -44,7 +44,11 @@ export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 /** Start a long-running TypeScript process and wait for the first JSON line it prints on stdout. */
-export async function startTs<T>(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; first: T; stderr: () => string }> {
+export async function startTs<T>(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; first: T; stderr: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], {
     cwd: ROOT,
     env,

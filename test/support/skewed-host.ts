@@ -14,10 +14,21 @@ const realNow = Date.now.bind(Date);
 Date.now = () => realNow() + skew;
 
 const [databaseUrl, dataDir, identity] = process.argv.slice(2) as [string, string, string];
-const memory = await openMemory({ env: {}, databaseUrl, dataDir, migrate: false, backgroundSync: false, timeoutMs: 500, maxConnections: 1 });
+const memory = await openMemory({
+  env: {},
+  databaseUrl,
+  dataDir,
+  migrate: false,
+  backgroundSync: false,
+  timeoutMs: 500,
+  maxConnections: 1,
+});
 const handle = memory.forUser((await memory.startSession(identity)).user);
 
-type Command = { op: 'store'; category: string; key: string; value: string } | { op: 'forget' | 'retrieve'; category: string; key: string } | { op: 'sync' | 'exit' };
+type Command =
+  | { op: 'store'; category: string; key: string; value: string }
+  | { op: 'forget' | 'retrieve'; category: string; key: string }
+  | { op: 'sync' | 'exit' };
 
 async function run(command: Command): Promise<unknown> {
   switch (command.op) {
@@ -40,6 +51,8 @@ for await (const line of readline.createInterface({ input: process.stdin })) {
   try {
     process.stdout.write(`${JSON.stringify({ ok: await run(JSON.parse(line) as Command) })}\n`);
   } catch (error) {
-    process.stdout.write(`${JSON.stringify({ error: { code: (error as { code?: string }).code, message: (error as Error).message } })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ error: { code: (error as { code?: string }).code, message: (error as Error).message } })}\n`,
+    );
   }
 }

@@ -81,7 +81,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       healthUrl ??= /\bhealth: (http:\/\/\S+)/.exec(line)?.[1];
       if (line.includes('worker registered')) resolve();
     });
-    worker.once('exit', (code) => reject(new Error(`the worker exited (${code}) before it registered:\n${workerLog.slice(-30).join('\n')}`)));
+    worker.once('exit', (code) =>
+      reject(new Error(`the worker exited (${code}) before it registered:\n${workerLog.slice(-30).join('\n')}`)),
+    );
   });
   const timeout = setTimeout(() => worker.kill('SIGKILL'), 60_000);
   try {

@@ -15,14 +15,26 @@ describe('loadWorkerConfig', () => {
     const config = loadWorkerConfig({ OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1', LLM_MODEL: 'llama3.2' });
     expect(config.speech).toBeUndefined();
     expect(config.llm).toEqual({ apiKey: 'not-needed', baseURL: 'http://127.0.0.1:11434/v1', model: 'llama3.2' });
-    expect(config.livekit).toEqual({ url: 'ws://127.0.0.1:7880', apiKey: 'devkey', apiSecret: 'secret', agentName: 'memory-agent', maxJobs: 20 });
+    expect(config.livekit).toEqual({
+      url: 'ws://127.0.0.1:7880',
+      apiKey: 'devkey',
+      apiSecret: 'secret',
+      agentName: 'memory-agent',
+      maxJobs: 20,
+    });
     expect(config.memory.categories).toEqual(['FACT', 'PREFERENCE', 'PERSONAL', 'TASK']);
   });
 
   it('turns voice on with OpenAI speech models when OPENAI_API_KEY is set, unless told text-only', () => {
-    expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test' }).speech).toEqual({ sttModel: 'gpt-4o-mini-transcribe', ttsModel: 'gpt-4o-mini-tts', voice: undefined });
+    expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test' }).speech).toEqual({
+      sttModel: 'gpt-4o-mini-transcribe',
+      ttsModel: 'gpt-4o-mini-tts',
+      voice: undefined,
+    });
     expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test', AGENT_MODE: 'text' }).speech).toBeUndefined();
-    expect(loadWorkerConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel).toBe('whisper');
+    expect(
+      loadWorkerConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel,
+    ).toBe('whisper');
   });
 
   it('names the variable and what to do when something is wrong', () => {

@@ -7,7 +7,16 @@ describe('WriteClock is a hybrid logical clock', () => {
     const c = clock.next(1_700_000_000_000);
     expect(c).toBe('001700000000000.0000000000.w1');
     expect(isWriteClock(c)).toBe(true);
-    for (const bad of ['', '9999', '1700000000000.0.w1', '001700000000000.0000000000.', '001700000000000.0000000000.a b', 42, null]) expect(isWriteClock(bad)).toBe(false);
+    for (const bad of [
+      '',
+      '9999',
+      '1700000000000.0.w1',
+      '001700000000000.0000000000.',
+      '001700000000000.0000000000.a b',
+      42,
+      null,
+    ])
+      expect(isWriteClock(bad)).toBe(false);
   });
 
   it('after observe(), next() is never behind the newest clock seen, even with our clock behind', () => {

@@ -3,7 +3,14 @@ import { DNS_NAMESPACE, MemoryError, loadMemoryConfig } from '../../memory/index
 
 describe('loadMemoryConfig', () => {
   it('defaults to the embedded database in .data with the DNS namespace and 16 KiB values', () => {
-    expect(loadMemoryConfig({})).toEqual({ databaseUrl: undefined, dataDir: '.data', namespace: DNS_NAMESPACE, maxValueBytes: 16384, tenant: 'default', supabase: undefined });
+    expect(loadMemoryConfig({})).toEqual({
+      databaseUrl: undefined,
+      dataDir: '.data',
+      namespace: DNS_NAMESPACE,
+      maxValueBytes: 16384,
+      tenant: 'default',
+      supabase: undefined,
+    });
     expect(loadMemoryConfig({ DATABASE_URL: '', MEMORY_DATA_DIR: '' }).databaseUrl).toBeUndefined();
   });
 

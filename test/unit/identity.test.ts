@@ -30,12 +30,16 @@ describe('identityToUserId', () => {
   });
 
   it('does not normalise: case, spaces and Unicode forms are different users', () => {
-    const ids = new Set(['alice', 'Alice', ' alice', 'alice ', 'Jos\u00e9', 'Jose\u0301'].map((i) => identityToUserId(i)));
+    const ids = new Set(
+      ['alice', 'Alice', ' alice', 'alice ', 'Jos\u00e9', 'Jose\u0301'].map((i) => identityToUserId(i)),
+    );
     expect(ids.size).toBe(6);
   });
 
   it('is a version 5, RFC 9562 variant UUID', () => {
-    expect(identityToUserId('someone')).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(identityToUserId('someone')).toMatch(
+      /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
   });
 
   it('accepts an identity of exactly the byte limit, multi-byte characters counted as bytes', () => {
@@ -56,11 +60,21 @@ describe('identityToUserId', () => {
       [null, 'INVALID_IDENTITY'],
       [123, 'INVALID_IDENTITY'],
     ];
-    for (const [identity, code] of rejected) expect(codeOf(() => identityToUserId(identity as string)), String(identity)).toBe(code);
+    for (const [identity, code] of rejected)
+      expect(
+        codeOf(() => identityToUserId(identity as string)),
+        String(identity),
+      ).toBe(code);
   });
 
   it('rejects a namespace that is not a UUID', () => {
-    for (const namespace of ['', 'dns', '6ba7b810-9dad-11d1-80b4-00c04fd430c', '6ba7b810-9dad-11d1-80b4-00c04fd430c8x', 'zzzzzzzz-9dad-11d1-80b4-00c04fd430c8']) {
+    for (const namespace of [
+      '',
+      'dns',
+      '6ba7b810-9dad-11d1-80b4-00c04fd430c',
+      '6ba7b810-9dad-11d1-80b4-00c04fd430c8x',
+      'zzzzzzzz-9dad-11d1-80b4-00c04fd430c8',
+    ]) {
       expect(codeOf(() => identityToUserId('alice', namespace))).toBe('INVALID_NAMESPACE');
     }
   });

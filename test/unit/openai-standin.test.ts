@@ -119,7 +119,12 @@ describe('ScriptedOpenAI with the openai SDK', () => {
 
     // The server kept the body as sent, and the inspection helpers read it.
     const [recorded] = standin.chatRequests();
-    expect(recorded?.body).toMatchObject({ model: 'scripted', stream: true, stream_options: { include_usage: true }, parallel_tool_calls: true });
+    expect(recorded?.body).toMatchObject({
+      model: 'scripted',
+      stream: true,
+      stream_options: { include_usage: true },
+      parallel_tool_calls: true,
+    });
     expect(recorded?.headers['authorization']).toBe('Bearer x');
     expect(systemText(recorded!)).toBe('You remember things.');
     expect(lastUserText(recorded!)).toBe('I like tea');
@@ -138,7 +143,10 @@ describe('ScriptedOpenAI with the openai SDK', () => {
 
   it('answers non-streaming requests with a chat.completion', async () => {
     standin.setResponder(() => ({ text: 'Plain.', toolCalls: [{ name: 'recall', arguments: { category: 'FACT' } }] }));
-    const completion = await client.chat.completions.create({ model: 'scripted', messages: [{ role: 'user', content: 'hi' }] });
+    const completion = await client.chat.completions.create({
+      model: 'scripted',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
     expect(completion.object).toBe('chat.completion');
     expect(completion.choices[0]?.finish_reason).toBe('tool_calls');
     expect(completion.choices[0]?.message.content).toBe('Plain.');
@@ -177,7 +185,10 @@ describe('ScriptedOpenAI behaviour', () => {
     });
     const error = await client.chat.completions
       .create({ model: 'scripted', messages: [{ role: 'user', content: 'hi' }], stream: true })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(error).toBeInstanceOf(OpenAI.InternalServerError);
     expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(500);
     expect((error as InstanceType<typeof OpenAI.APIError>).message).toContain('script ran out');
@@ -192,7 +203,10 @@ describe('ScriptedOpenAI behaviour', () => {
     });
     const error = await client.chat.completions
       .create({ model: 'scripted', messages: [{ role: 'user', content: 'hi' }] })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
   });
 
@@ -200,8 +214,15 @@ describe('ScriptedOpenAI behaviour', () => {
     standin.setResponder(
       rules(
         [
-          { when: toolResultFor('remember'), reply: (req) => ({ text: `Saved: ${String((lastToolResult(req)?.value as { saved: string }).saved)}` }) },
-          { when: userSaid('like'), reply: { toolCalls: [{ name: 'remember', arguments: { fact: 'likes tea' } }] }, times: 1 },
+          {
+            when: toolResultFor('remember'),
+            reply: (req) => ({ text: `Saved: ${String((lastToolResult(req)?.value as { saved: string }).saved)}` }),
+          },
+          {
+            when: userSaid('like'),
+            reply: { toolCalls: [{ name: 'remember', arguments: { fact: 'likes tea' } }] },
+            times: 1,
+          },
           { when: userSaid(/^bye$/i), reply: { text: 'Goodbye.' } },
         ],
         { text: 'Fallback.' },
@@ -215,7 +236,12 @@ describe('ScriptedOpenAI behaviour', () => {
 
     const followUp = await ask([
       { role: 'user', content: 'I like tea' },
-      { role: 'assistant', tool_calls: [{ id: callId, type: 'function', function: { name: 'remember', arguments: first.calls[0]!.arguments } }] },
+      {
+        role: 'assistant',
+        tool_calls: [
+          { id: callId, type: 'function', function: { name: 'remember', arguments: first.calls[0]!.arguments } },
+        ],
+      },
       { role: 'tool', tool_call_id: callId, content: JSON.stringify({ saved: 'likes tea' }) },
     ]);
     expect(followUp.text).toBe('Saved: likes tea');
@@ -229,8 +255,14 @@ describe('ScriptedOpenAI behaviour', () => {
     expect(recorded.map((r) => r.index)).toEqual([0, 1, 2, 3]);
     expect(recorded.map((r) => lastUserText(r))).toEqual(['I like tea', 'I like tea', 'BYE', 'I like coffee']);
     expect(recorded.map((r) => isToolResult(r))).toEqual([false, true, false, false]);
-    expect(lastToolResult(recorded[1]!)).toEqual({ toolCallId: callId, name: 'remember', content: '{"saved":"likes tea"}', value: { saved: 'likes tea' } });
-    for (let i = 1; i < recorded.length; i++) expect(recorded[i]!.at.getTime()).toBeGreaterThanOrEqual(recorded[i - 1]!.at.getTime());
+    expect(lastToolResult(recorded[1]!)).toEqual({
+      toolCallId: callId,
+      name: 'remember',
+      content: '{"saved":"likes tea"}',
+      value: { saved: 'likes tea' },
+    });
+    for (let i = 1; i < recorded.length; i++)
+      expect(recorded[i]!.at.getTime()).toBeGreaterThanOrEqual(recorded[i - 1]!.at.getTime());
   });
 
   it('uses the default responder until told otherwise, and filters by header', async () => {
@@ -238,7 +270,10 @@ describe('ScriptedOpenAI behaviour', () => {
       { model: 'scripted', messages: [{ role: 'user', content: 'hi' }] },
       { headers: { 'X-LiveKit-Room-Id': 'RM_a' } },
     );
-    await client.chat.completions.create({ model: 'scripted', messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'X-LiveKit-Room-Id': 'RM_b' } });
+    await client.chat.completions.create(
+      { model: 'scripted', messages: [{ role: 'user', content: 'hi' }] },
+      { headers: { 'X-LiveKit-Room-Id': 'RM_b' } },
+    );
     expect(a.choices[0]?.message.content).toBe(DEFAULT_REPLY_TEXT);
     expect(standin.forRoom('RM_a')).toHaveLength(1);
     expect(standin.forRoom('RM_b')[0]?.index).toBe(1);
@@ -289,8 +324,16 @@ describe('ScriptedOpenAI with LiveKit Agents (openai.LLM)', () => {
     };
     standin.setResponder(
       rules([
-        { when: userSaid('tea'), reply: { toolCalls: [{ name: 'remember', arguments: { category: 'PREFERENCE', key: 'drink', value: 'tea' } }] } },
-        { when: toolResultFor('remember'), reply: (req) => ({ text: `Done (${String((lastToolResult(req)?.value as { stored: string }).stored)}).` }) },
+        {
+          when: userSaid('tea'),
+          reply: {
+            toolCalls: [{ name: 'remember', arguments: { category: 'PREFERENCE', key: 'drink', value: 'tea' } }],
+          },
+        },
+        {
+          when: toolResultFor('remember'),
+          reply: (req) => ({ text: `Done (${String((lastToolResult(req)?.value as { stored: string }).stored)}).` }),
+        },
       ]),
     );
 
@@ -309,7 +352,12 @@ describe('ScriptedOpenAI with LiveKit Agents (openai.LLM)', () => {
 
     // What the plugin sent, as the notes describe it.
     const [sent] = standin.chatRequests();
-    expect(sent?.body).toMatchObject({ model: 'scripted', stream: true, stream_options: { include_usage: true }, parallel_tool_calls: true });
+    expect(sent?.body).toMatchObject({
+      model: 'scripted',
+      stream: true,
+      stream_options: { include_usage: true },
+      parallel_tool_calls: true,
+    });
     expect(toolNames(sent!)).toEqual(['remember']);
     expect(systemText(sent!)).toBe('You are a memory test agent.');
     expect(sent?.headers['user-agent']).toMatch(/^livekit-agents-js\//);
@@ -326,7 +374,11 @@ describe('ScriptedOpenAI with LiveKit Agents (openai.LLM)', () => {
 
     const followUp = standin.chatRequests()[1]!;
     expect(isToolResult(followUp)).toBe(true);
-    expect(lastToolResult(followUp)).toMatchObject({ toolCallId: call.callId, name: 'remember', value: { stored: 'drink=tea' } });
+    expect(lastToolResult(followUp)).toMatchObject({
+      toolCallId: call.callId,
+      name: 'remember',
+      value: { stored: 'drink=tea' },
+    });
     await model.aclose();
   });
 

@@ -166,12 +166,18 @@ describe('results and arguments', () => {
 
   it('returns a composite as an object, setof and table() as arrays of rows, void as 204', async () => {
     const added = await service.rpc('add_item', { p_name: 'apple', p_owner: USER_A });
-    expect(added).toMatchObject({ error: null, status: 200, data: { id: expect.any(Number), name: 'apple', owner: USER_A } });
+    expect(added).toMatchObject({
+      error: null,
+      status: 200,
+      data: { id: expect.any(Number), name: 'apple', owner: USER_A },
+    });
     await service.rpc('add_item', { p_name: 'apricot', p_owner: USER_B });
 
     const listed = await service.rpc('list_items');
     expect(listed.error).toBeNull();
-    expect((listed.data as Array<{ name: string }>).map((r) => r.name)).toEqual(expect.arrayContaining(['apple', 'apricot']));
+    expect((listed.data as Array<{ name: string }>).map((r) => r.name)).toEqual(
+      expect.arrayContaining(['apple', 'apricot']),
+    );
 
     expect((await service.rpc('item_names', { p_prefix: 'ap' })).data).toEqual([
       { name: 'apple', len: 5 },
@@ -184,7 +190,11 @@ describe('results and arguments', () => {
 
     // GET (rpc(..., { get: true })) sends the arguments as query parameters, as text.
     expect(await service.rpc('add_numbers', { a: 2, b: 3 }, { get: true })).toMatchObject({ data: 5, status: 200 });
-    expect(await service.rpc('add_numbers', { a: 2 }, { head: true })).toMatchObject({ data: null, error: null, status: 200 });
+    expect(await service.rpc('add_numbers', { a: 2 }, { head: true })).toMatchObject({
+      data: null,
+      error: null,
+      status: 200,
+    });
 
     // .single() asks for application/vnd.pgrst.object+json.
     expect((await service.rpc('item_names', { p_prefix: 'apr' }).single()).data).toEqual({ name: 'apricot', len: 7 });
@@ -196,7 +206,12 @@ describe('results and arguments', () => {
 describe('roles and claims', () => {
   it('runs as the role in the JWT, with its claims visible to auth.uid()/auth.role()/auth.jwt()', async () => {
     const asService = await service.rpc('whoami');
-    expect(asService.data).toMatchObject({ current_user: 'service_role', uid: null, role: 'service_role', jwt: { iss: 'supabase' } });
+    expect(asService.data).toMatchObject({
+      current_user: 'service_role',
+      uid: null,
+      role: 'service_role',
+      jwt: { iss: 'supabase' },
+    });
 
     expect((await anon.rpc('whoami')).data).toMatchObject({ current_user: 'anon', uid: null, role: 'anon' });
 
@@ -224,7 +239,10 @@ describe('roles and claims', () => {
   });
 
   it('answers 401 PGRST301 for a bad signature or an expired token', async () => {
-    const other = new PostgrestStandin({ databaseUrl: db.url, jwtSecret: 'another-secret-another-secret-another-secret' });
+    const other = new PostgrestStandin({
+      databaseUrl: db.url,
+      jwtSecret: 'another-secret-another-secret-another-secret',
+    });
     const forged = await other.signJwt({ role: 'service_role' });
     const badSignature = await clientWith(forged).rpc('whoami');
     expect(badSignature).toMatchObject({
@@ -233,18 +251,28 @@ describe('roles and claims', () => {
       error: { code: 'PGRST301', message: 'JWT cryptographic operation failed', details: null, hint: null },
     });
 
-    const expired = await standin.signJwt({ role: 'authenticated', sub: USER_A, exp: Math.floor(Date.now() / 1000) - 3600 });
+    const expired = await standin.signJwt({
+      role: 'authenticated',
+      sub: USER_A,
+      exp: Math.floor(Date.now() / 1000) - 3600,
+    });
     expect(await clientWith(standin.anonKey, { accessToken: expired }).rpc('whoami')).toMatchObject({
       status: 401,
       error: { code: 'PGRST301', message: 'JWT expired' },
     });
-    expect(standin.requests.map((r) => [r.status, r.role])).toEqual([[401, null], [401, null]]);
+    expect(standin.requests.map((r) => [r.status, r.role])).toEqual([
+      [401, null],
+      [401, null],
+    ]);
   });
 
   it('maps permission denied to 401 for anon and 403 for authenticated', async () => {
     const user = await userClient(USER_A);
     const anonDenied = await anon.rpc('anon_forbidden');
-    expect(anonDenied).toMatchObject({ status: 401, error: { code: '42501', message: 'permission denied for function anon_forbidden' } });
+    expect(anonDenied).toMatchObject({
+      status: 401,
+      error: { code: '42501', message: 'permission denied for function anon_forbidden' },
+    });
     expect((await user.rpc('anon_forbidden')).data).toBe('secret');
     expect(await user.rpc('users_forbidden')).toMatchObject({ status: 403, error: { code: '42501' } });
     expect((await service.rpc('users_forbidden')).data).toBe('secret');
@@ -295,7 +323,10 @@ describe('errors', () => {
       error: { code: 'P0001', message: 'custom failure', details: 'some detail', hint: 'some hint' },
     });
     expect(await service.rpc('stable_writer')).toMatchObject({ status: 405, error: { code: '25006' } });
-    expect(await service.rpc('add_numbers', { a: 'not a number' })).toMatchObject({ status: 400, error: { code: '22P02' } });
+    expect(await service.rpc('add_numbers', { a: 'not a number' })).toMatchObject({
+      status: 400,
+      error: { code: '22P02' },
+    });
   });
 
   it("honours RAISE SQLSTATE 'PGRST' with a JSON message and detail", async () => {
@@ -323,7 +354,9 @@ describe('errors', () => {
   it('answers 404 for anything but RPC, and rejects other origins like a failed connection', async () => {
     const table = await service.from('items').select('*');
     expect(table).toMatchObject({ status: 404, error: { code: 'STANDIN404' } });
-    await expect(standin.fetch('https://example.com/rest/v1/rpc/whoami', { method: 'POST' })).rejects.toThrow(TypeError);
+    await expect(standin.fetch('https://example.com/rest/v1/rpc/whoami', { method: 'POST' })).rejects.toThrow(
+      TypeError,
+    );
   });
 });
 
@@ -358,8 +391,22 @@ describe('fault injection and the request log', () => {
     await service.rpc('add_numbers', { a: 1 });
     await anon.rpc('no_such_function');
     expect(standin.requests).toEqual([
-      { method: 'POST', path: '/rest/v1/rpc/add_numbers', fn: 'add_numbers', role: 'service_role', args: { a: 1 }, status: 200 },
-      { method: 'POST', path: '/rest/v1/rpc/no_such_function', fn: 'no_such_function', role: 'anon', args: {}, status: 404 },
+      {
+        method: 'POST',
+        path: '/rest/v1/rpc/add_numbers',
+        fn: 'add_numbers',
+        role: 'service_role',
+        args: { a: 1 },
+        status: 200,
+      },
+      {
+        method: 'POST',
+        path: '/rest/v1/rpc/no_such_function',
+        fn: 'no_such_function',
+        role: 'anon',
+        args: {},
+        status: 404,
+      },
     ]);
   });
 
@@ -382,8 +429,17 @@ describe('fault injection and the request log', () => {
     standin.failNext('whoami', postgrestErrors.permissionDenied('table memories'));
     expect(await service.rpc('whoami')).toMatchObject({ status: 403, error: { code: '42501' } });
 
-    expect(standin.requests.map((r) => r.injected ?? '-')).toEqual(['response', 'response', 'response', '-', 'response', 'response']);
-    expect((await service.rpc('list_items')).data).not.toContainEqual(expect.objectContaining({ name: 'never-inserted' }));
+    expect(standin.requests.map((r) => r.injected ?? '-')).toEqual([
+      'response',
+      'response',
+      'response',
+      '-',
+      'response',
+      'response',
+    ]);
+    expect((await service.rpc('list_items')).data).not.toContainEqual(
+      expect.objectContaining({ name: 'never-inserted' }),
+    );
   });
 
   it('failNetwork makes fetch reject; supabase-js reports it with status 0', async () => {
@@ -392,14 +448,21 @@ describe('fault injection and the request log', () => {
     expect(failed).toMatchObject({ data: null, status: 0, error: { message: 'TypeError: fetch failed', code: '' } });
     expect(failed.error?.details).toContain('ECONNREFUSED');
     expect((await service.rpc('whoami')).status).toBe(200); // POST is not retried by supabase-js; one failure only
-    expect(standin.requests.map((r) => [r.injected ?? '-', r.status])).toEqual([['network', 0], ['-', 200]]);
+    expect(standin.requests.map((r) => [r.injected ?? '-', r.status])).toEqual([
+      ['network', 0],
+      ['-', 200],
+    ]);
   });
 
   it('delayNext with a client timeout: the client gives up, the write still commits', async () => {
     const impatient = clientWith(standin.serviceRoleKey, { timeout: 100 });
     standin.delayNext('add_item', 400);
     const timedOut = await impatient.rpc('add_item', { p_name: 'slow-but-committed' });
-    expect(timedOut).toMatchObject({ data: null, status: 0, error: { code: '', hint: expect.stringContaining('aborted') } });
+    expect(timedOut).toMatchObject({
+      data: null,
+      status: 0,
+      error: { code: '', hint: expect.stringContaining('aborted') },
+    });
     await eventually(async () => standin.requests[0]?.status === 200);
     expect(standin.requests[0]).toMatchObject({ fn: 'add_item', clientAborted: true, status: 200 });
     const names = ((await service.rpc('list_items')).data as Array<{ name: string }>).map((r) => r.name);
@@ -420,7 +483,11 @@ describe('prepareSupabaseLikeDatabase', () => {
   it('is idempotent and safe to run from several suites at once', async () => {
     const others = await Promise.all([createTestDatabase('prep'), createTestDatabase('prep')]);
     try {
-      await Promise.all([...others, ...others].map((d) => prepareSupabaseLikeDatabase(d.url)).concat(prepareSupabaseLikeDatabase(db.url)));
+      await Promise.all(
+        [...others, ...others]
+          .map((d) => prepareSupabaseLikeDatabase(d.url))
+          .concat(prepareSupabaseLikeDatabase(db.url)),
+      );
       const roles = await sql(`select rolname, rolbypassrls, rolcanlogin from pg_roles
                                where rolname in ('anon', 'authenticated', 'service_role') order by rolname`);
       expect(roles.rows).toEqual([
