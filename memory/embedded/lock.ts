@@ -1,19 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { MemoryError } from '../errors.js';
-import { trySocketLock, type Lock } from './socket-lock.js';
+import { isAlive, trySocketLock, type Lock } from './socket-lock.js';
 
 /** Held by exactly one process per embedded data folder; released on close or when the process dies. */
 export type DataDirLock = Lock;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const LOCK_NAME = 'owner.lock';
 

@@ -150,7 +150,8 @@ async function takeOver(lockPath: string, address: Address): Promise<Lock | unde
   return undefined;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process exists (EPERM: it does, but belongs to another user). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

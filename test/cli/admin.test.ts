@@ -2,23 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SecretCipher, openMemory } from '../../memory/index.js';
-import { runCli } from '../../scripts/cli/program.js';
 import { startLivekitServerOnFreePorts } from '../../scripts/livekit/free-ports-server.js';
 import type { LivekitServerHandle } from '../../scripts/livekit/server.js';
 import { tempDataDir } from '../support/backends.js';
+import { cli } from '../support/cli.js';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../support/postgres.js';
-
-async function cli(args: string[], env: NodeJS.ProcessEnv, stdin?: string) {
-  let stdout = '';
-  let stderr = '';
-  const code = await runCli(args, {
-    stdout: (t) => (stdout += t),
-    stderr: (t) => (stderr += t),
-    env,
-    readStdin: stdin === undefined ? undefined : async () => stdin,
-  });
-  return { code, stdout, stderr };
-}
 
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);
