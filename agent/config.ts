@@ -43,7 +43,47 @@ const AgentEnvSchema = z.object({
   MEMORY_BUDGET_MS: optional(z.coerce.number().int().min(1).max(60_000)),
   MEMORY_TOOL_TIMEOUT_MS: optional(z.coerce.number().int().min(1).max(600_000)),
   AGENT_HEALTH_PORT: optional(z.coerce.number().int().min(0).max(65_535)),
+  STT_MODE: optional(z.enum(['realtime', 'http'])),
+  VAD_ACTIVATION_THRESHOLD: optional(z.coerce.number().min(0.05).max(0.95)),
+  VAD_MIN_SILENCE_MS: optional(z.coerce.number().int().min(50).max(5_000)),
+  ENDPOINTING_MIN_DELAY_MS: optional(z.coerce.number().int().min(0).max(10_000)),
+  ENDPOINTING_MAX_DELAY_MS: optional(z.coerce.number().int().min(100).max(30_000)),
+  INTERRUPTIONS: optional(z.enum(['on', 'off'])),
+  INTERRUPTION_MIN_MS: optional(z.coerce.number().int().min(0).max(10_000)),
 });
+
+/** What a voice session uses: models, the STT path, VAD, endpointing and interruptions. */
+export interface VoiceConfig {
+  sttModel: string;
+  ttsModel: string;
+  voice: string | undefined;
+  /** `realtime`: OpenAI's transcription websocket; `http`: /v1/audio/transcriptions cut by the VAD. */
+  sttMode: 'realtime' | 'http';
+  vadActivationThreshold: number;
+  /** Silence that ends an utterance, as the VAD hears it. */
+  vadMinSilenceMs: number;
+  /** The turn is complete this long after the last speech (at least the VAD's silence)... */
+  endpointingMinMs: number;
+  /** ...and at the latest this long. */
+  endpointingMaxMs: number;
+  /** Barge-in: the caller speaking over the agent stops the agent's audio. */
+  interruptions: boolean;
+  /** Speech shorter than this does not interrupt (a cough, "mm-hm"). */
+  interruptionMinMs: number;
+}
+
+/**
+ * Voice defaults. Turn detection by the VAD: 300 ms of silence ends the caller's turn, the
+ * shortest wait agents-js allows in VAD mode without cutting people off between words; the
+ * end-of-turn model is not used by default (it adds its own wait and a 100 MB model per job).
+ */
+export const VOICE_DEFAULTS = {
+  vadActivationThreshold: 0.5,
+  vadMinSilenceMs: 300,
+  endpointingMinMs: 300,
+  endpointingMaxMs: 2_000,
+  interruptionMinMs: 400,
+} as const;
 
 export class AgentConfigError extends Error {
   override readonly name = 'AgentConfigError';
@@ -54,7 +94,7 @@ export interface WorkerConfig {
   livekit: { url: string; apiKey: string; apiSecret: string; agentName: string; maxJobs: number };
   llm: { apiKey: string; baseURL: string | undefined; model: string };
   /** Set when the session runs with voice; undefined for text-only. */
-  speech: { sttModel: string; ttsModel: string; voice: string | undefined } | undefined;
+  speech: VoiceConfig | undefined;
   instructions: string;
   memory: {
     identitySource: IdentitySource;
@@ -103,6 +143,13 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     );
   }
   const voice = mode === 'voice' || (mode === 'auto' && Boolean(sttModel && ttsModel));
+  if (
+    v.ENDPOINTING_MIN_DELAY_MS !== undefined &&
+    v.ENDPOINTING_MAX_DELAY_MS !== undefined &&
+    v.ENDPOINTING_MIN_DELAY_MS > v.ENDPOINTING_MAX_DELAY_MS
+  ) {
+    throw new AgentConfigError('ENDPOINTING_MIN_DELAY_MS must not exceed ENDPOINTING_MAX_DELAY_MS');
+  }
   return {
     livekit: {
       url: v.LIVEKIT_URL ?? DEFAULT_LIVEKIT_URL,
@@ -112,7 +159,21 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       maxJobs: v.AGENT_MAX_JOBS ?? 20,
     },
     llm: { apiKey: v.OPENAI_API_KEY ?? 'not-needed', baseURL: v.OPENAI_BASE_URL, model: v.LLM_MODEL ?? 'gpt-4.1-mini' },
-    speech: voice ? { sttModel: sttModel!, ttsModel: ttsModel!, voice: v.TTS_VOICE } : undefined,
+    speech: voice
+      ? {
+          sttModel: sttModel!,
+          ttsModel: ttsModel!,
+          voice: v.TTS_VOICE,
+          // OpenAI itself serves the realtime websocket; other compatible servers mostly do not.
+          sttMode: v.STT_MODE ?? (onOpenAI ? 'realtime' : 'http'),
+          vadActivationThreshold: v.VAD_ACTIVATION_THRESHOLD ?? VOICE_DEFAULTS.vadActivationThreshold,
+          vadMinSilenceMs: v.VAD_MIN_SILENCE_MS ?? VOICE_DEFAULTS.vadMinSilenceMs,
+          endpointingMinMs: v.ENDPOINTING_MIN_DELAY_MS ?? VOICE_DEFAULTS.endpointingMinMs,
+          endpointingMaxMs: v.ENDPOINTING_MAX_DELAY_MS ?? VOICE_DEFAULTS.endpointingMaxMs,
+          interruptions: (v.INTERRUPTIONS ?? 'on') === 'on',
+          interruptionMinMs: v.INTERRUPTION_MIN_MS ?? VOICE_DEFAULTS.interruptionMinMs,
+        }
+      : undefined,
     instructions: v.AGENT_INSTRUCTIONS ?? DEFAULT_INSTRUCTIONS,
     memory: {
       identitySource: v.MEMORY_IDENTITY_SOURCE ?? 'identity',

@@ -14,6 +14,7 @@ import {
   type UserMemorySession,
 } from '../plugins/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
+import { createStt, createVad, loadVoiceModels, turnHandling } from './voice.js';
 
 interface ProcessData {
   memory?: MemoryStore;
@@ -107,14 +108,17 @@ function buildSession(config: WorkerConfig, choices: SessionChoices): voice.Agen
     return new voice.AgentSession({ llm, vad: null, turnHandling: { turnDetection: null } });
   }
   const common = { apiKey: config.llm.apiKey, baseURL: config.llm.baseURL };
+  const vad = createVad(config.speech);
   return new voice.AgentSession({
     llm,
-    stt: new openai.STT({ ...common, model: config.speech.sttModel }),
+    vad,
+    stt: createStt(config.speech, common, vad),
     tts: new openai.TTS({
       ...common,
       model: config.speech.ttsModel,
       ...(choices.voice ? { voice: choices.voice as never } : {}),
     }),
+    turnHandling: turnHandling(config.speech),
   });
 }
 
@@ -277,6 +281,9 @@ async function processMemory(proc: JobProcess<ProcessData>): Promise<MemoryStore
 
 export default defineAgent<ProcessData>({
   prewarm: async (proc: JobProcess<ProcessData>) => {
+    // The VAD loads here, once per process, not on a caller's first words; a missing model fails
+    // the process instead of a silent session.
+    if (loadWorkerConfig().speech) loadVoiceModels();
     await processMemory(proc);
   },
   entry: runMemoryAgent,

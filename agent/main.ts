@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { AgentServer, ServerOptions, initializeLogger } from '@livekit/agents';
 import { openMemory, redactText, redactUrl, secretsOf, type MemoryStore } from '../memory/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
+import { loadVoiceModels } from './voice.js';
 
 export interface RunningWorker {
   config: WorkerConfig;
@@ -144,6 +145,14 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
   const report = options.onProgress ?? (() => {});
   const progress = (line: string) => report(redactText(line, secrets));
   const config = loadWorkerConfig(options.env);
+  if (config.speech) {
+    // Refuse to start in voice mode without the VAD, instead of registering a worker whose
+    // sessions never hear a turn end.
+    progress(
+      `voice: STT over ${config.speech.sttMode === 'realtime' ? 'the realtime websocket' : 'HTTP, cut by the VAD'}; loading the VAD...`,
+    );
+    loadVoiceModels();
+  }
   initializeLogger({ pretty: false, level: options.logLevel ?? process.env.LOG_LEVEL ?? 'info' });
 
   // The owner of the embedded folder must exist before any job process asks for it.

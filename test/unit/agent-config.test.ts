@@ -30,6 +30,13 @@ describe('loadWorkerConfig', () => {
       sttModel: 'gpt-4o-mini-transcribe',
       ttsModel: 'gpt-4o-mini-tts',
       voice: undefined,
+      sttMode: 'realtime',
+      vadActivationThreshold: 0.5,
+      vadMinSilenceMs: 300,
+      endpointingMinMs: 300,
+      endpointingMaxMs: 2000,
+      interruptions: true,
+      interruptionMinMs: 400,
     });
     expect(loadWorkerConfig({ OPENAI_API_KEY: 'sk-test', AGENT_MODE: 'text' }).speech).toBeUndefined();
     expect(
