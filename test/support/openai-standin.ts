@@ -362,6 +362,11 @@ export class ScriptedOpenAI {
     this.#responder = responder;
   }
 
+  /** Shorthand for `speech.queueTranscript`: the next utterances (or uploads) are heard as these texts. */
+  queueTranscript(...texts: string[]): void {
+    this.speech.queueTranscript(...texts);
+  }
+
   /** Forget recorded requests, speech records and queued transcripts (ids and counters keep counting). */
   clear(): void {
     this.requests.length = 0;

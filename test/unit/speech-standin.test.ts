@@ -77,7 +77,7 @@ const isFinal = (event: stt.SpeechEvent) => event.type === stt.SpeechEventType.F
 
 describe('realtime transcription with openai.STT (agents-js)', () => {
   it('detects an utterance by level and answers with the queued transcript', async () => {
-    standin.speech.queueTranscript('remember my favorite color is teal');
+    standin.queueTranscript('remember my favorite color is teal');
     const audio = concatPcm(voicedSignal(1.2, INPUT_RATE), silence(1, INPUT_RATE));
     const events = await transcribeRealtime(audio, (all) => all.some(isFinal), 15_000);
 
