@@ -23,6 +23,10 @@
  *
  * Every request is recorded, in arrival order, in one list (`requests`), `GET /v1/models` and
  * unknown paths included; `chatRequests()` narrows it to chat completions.
+ *
+ * The same server also serves OpenAI's speech APIs (the realtime transcription websocket,
+ * `/v1/audio/transcriptions`, `/v1/audio/speech`): see `speech-standin.ts`; the property `speech`
+ * holds their script (queued transcripts) and records. Their HTTP requests are in `requests` too.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,6 +34,7 @@ import type { AddressInfo } from 'node:net';
 // completions we emit have the shapes the real SDK declares.
 import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { CompletionUsage } from 'openai/resources/completions';
+import { SpeechStandin, type SpeechStandinOptions } from './speech-standin.js';
 
 /** The one model this server lists. Clients may send any model name; it is echoed back. */
 export const SCRIPTED_MODEL = 'scripted';
@@ -285,6 +290,8 @@ interface Waiter {
 export class ScriptedOpenAI {
   /** Every request received since the last `clear()`, in arrival order. */
   readonly requests: RecordedRequest[] = [];
+  /** The speech routes: `queueTranscript(...)`, and the `transcriptions` and `speeches` they recorded. */
+  readonly speech: SpeechStandin;
 
   #server: Server | undefined;
   #port: number | undefined;
@@ -298,8 +305,9 @@ export class ScriptedOpenAI {
   // Pending delays, so that stop() does not wait for a scripted 30 s pause to run out.
   #timers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 
-  constructor(responder: Responder = defaultResponder) {
+  constructor(responder: Responder = defaultResponder, speechOptions: SpeechStandinOptions = {}) {
     this.#responder = responder;
+    this.speech = new SpeechStandin(speechOptions);
   }
 
   /** Listen on 127.0.0.1 (never on other interfaces). Port 0 picks a free one. */
@@ -318,6 +326,7 @@ export class ScriptedOpenAI {
         resolve();
       });
     });
+    this.speech.attach(server);
     this.#server = server;
     this.#port = (server.address() as AddressInfo).port;
   }
@@ -334,6 +343,7 @@ export class ScriptedOpenAI {
     this.#timers.clear();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeAllConnections();
+    this.speech.closeAll();
     await closed;
   }
 
@@ -352,9 +362,15 @@ export class ScriptedOpenAI {
     this.#responder = responder;
   }
 
-  /** Forget recorded requests (ids and counters keep counting). */
+  /** Shorthand for `speech.queueTranscript`: the next utterances (or uploads) are heard as these texts. */
+  queueTranscript(...texts: string[]): void {
+    this.speech.queueTranscript(...texts);
+  }
+
+  /** Forget recorded requests, speech records and queued transcripts (ids and counters keep counting). */
   clear(): void {
     this.requests.length = 0;
+    this.speech.clear();
   }
 
   /** Recorded requests matching `predicate`. */
@@ -415,9 +431,12 @@ export class ScriptedOpenAI {
     // A client that disconnects mid-stream makes later writes fail; we check `destroyed` before
     // writing, and this keeps a late 'error' from becoming an uncaught exception.
     res.on('error', () => {});
-    const rawBody = await readBody(req);
+    const rawBytes = await readBody(req);
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // Multipart uploads (audio files) are binary: they are not parsed here, nor recorded as a body.
+    const multipart = /^multipart\//i.test(req.headers['content-type'] ?? '');
+    const rawBody = multipart ? '' : rawBytes.toString('utf8');
     let body: unknown;
     let bodyError: string | undefined;
     if (rawBody.length > 0) {
@@ -463,10 +482,17 @@ export class ScriptedOpenAI {
       return;
     }
 
+    if (this.speech.handles(path)) {
+      const outcome = await this.speech.handleHttp(req, res, path, rawBytes);
+      record.status = outcome.status;
+      if (outcome.error !== undefined) record.error = outcome.error;
+      return;
+    }
+
     if (path !== '/v1/chat/completions') {
       return fail(
         404,
-        `Unknown path ${method} ${path} (this stand-in serves /v1/models and /v1/chat/completions)`,
+        `Unknown path ${method} ${path} (this stand-in serves /v1/models, /v1/chat/completions, /v1/audio/transcriptions, /v1/audio/speech and the /v1/realtime websocket)`,
         'invalid_request_error',
         'unknown_url',
       );
@@ -607,11 +633,11 @@ export function isChatRequest(request: RecordedRequest): boolean {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-function readBody(req: IncomingMessage): Promise<string> {
+function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     req.on('data', (part: Buffer) => parts.push(part));
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(parts)));
     req.on('error', reject);
   });
 }
