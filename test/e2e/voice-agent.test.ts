@@ -1,0 +1,182 @@
+import '../support/quiet-rtc.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { identityToUserId } from '../../memory/index.js';
+import { transportOf } from '../../memory/store.js';
+import { parseWav } from '../../scripts/lib/wav.js';
+import { VoiceCaller, measureAudible } from '../../scripts/lib/voice-caller.js';
+import { FULL_SCALE, pcmFromBytes } from '../support/audio.js';
+import {
+  ScriptedOpenAI,
+  lastToolResult,
+  lastUserText,
+  rules,
+  systemText,
+  toolNames,
+  toolResultFor,
+  userSaid,
+  type RecordedRequest,
+} from '../support/openai-standin.js';
+import type { TranscriptionRecord } from '../support/speech-standin.js';
+import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
+
+const ALICE = 'alice-voice@example.com';
+const BOB = 'bob-voice@example.com';
+const FIXTURES = path.resolve('test/fixtures/audio');
+const fixture = (name: string) => path.join(FIXTURES, name);
+
+const offers = (tool: string) => (req: RecordedRequest) => toolNames(req).includes(tool);
+const both =
+  (...preds: Array<(req: RecordedRequest) => boolean>) =>
+  (req: RecordedRequest) =>
+    preds.every((p) => p(req));
+
+/** What a real model would do with these transcripts, decided from the request alone. */
+const script = rules(
+  [
+    {
+      when: both(offers('remember'), userSaid(/remember my favou?rite colou?r is (\w+)/i)),
+      reply: (req) => ({
+        toolCalls: [
+          {
+            name: 'remember',
+            arguments: {
+              category: 'PREFERENCE',
+              key: 'favorite_color',
+              value: /colou?r is (\w+)/i.exec(lastUserText(req)!)![1]!,
+            },
+          },
+        ],
+      }),
+    },
+    {
+      when: both(offers('recall'), userSaid(/what is my favou?rite colou?r/i)),
+      reply: { toolCalls: [{ name: 'recall', arguments: { category: 'PREFERENCE', key: 'favorite_color' } }] },
+    },
+    { when: toolResultFor(), reply: (req) => ({ text: `Done: ${String(lastToolResult(req)!.value)}` }) },
+    { when: (req) => systemText(req).includes('first conversation'), reply: { text: 'Hello, nice to meet you!' } },
+    { when: (req) => systemText(req).includes('returning'), reply: { text: 'Welcome back!' } },
+  ],
+  { text: 'OK.' },
+);
+
+/** Seconds of speech in recorded PCM: from the first to the last 10 ms window above -34 dBFS. */
+function speechSeconds(record: TranscriptionRecord): number {
+  const pcm = pcmFromBytes(record.audio);
+  const window = Math.round(record.sampleRate / 100);
+  let first = -1;
+  let last = -1;
+  for (let i = 0; i + window <= pcm.length; i += window) {
+    let sum = 0;
+    for (let j = i; j < i + window; j += 1) sum += pcm[j]! * pcm[j]!;
+    if (Math.sqrt(sum / window) / FULL_SCALE >= 0.02) {
+      if (first < 0) first = i;
+      last = i + window;
+    }
+  }
+  return first < 0 ? 0 : (last - first) / record.sampleRate;
+}
+
+/** The same span, measured on the fixture the caller played. */
+function fixtureSpeechSeconds(name: string): number {
+  const audible = measureAudible(parseWav(fs.readFileSync(fixture(name))), 0.02 * FULL_SCALE);
+  return (audible.lastAudibleEndSec ?? 0) - (audible.firstAudibleSec ?? 0);
+}
+
+for (const mode of ['realtime', 'http'] as const) {
+  describe(`a voice call with STT over ${mode === 'realtime' ? 'the realtime websocket' : 'HTTP, cut by the VAD'}`, () => {
+    let stack: Stack;
+    let outDir: string;
+    const callers: VoiceCaller[] = [];
+
+    beforeAll(async () => {
+      outDir = fs.mkdtempSync(path.join(os.tmpdir(), `lkm-voice-${mode}-`));
+      stack = await startStack({
+        model: new ScriptedOpenAI(script),
+        env: { AGENT_MODE: 'voice', STT_MODEL: 'gpt-4o-mini-transcribe', TTS_MODEL: 'gpt-4o-mini-tts', STT_MODE: mode },
+      });
+    }, 300_000);
+
+    afterAll(async () => {
+      for (const caller of callers) await caller.leave().catch(() => {});
+      await stack?.stop();
+      await releaseLiveKitClients();
+    });
+
+    async function call(identity: string): Promise<VoiceCaller> {
+      const caller = await VoiceCaller.join({
+        url: stack.livekit.url,
+        token: {
+          apiKey: stack.livekit.apiKey,
+          apiSecret: stack.livekit.apiSecret,
+          identity,
+          room: `voice-${randomBytes(4).toString('hex')}`,
+          agentName: stack.agentName,
+        },
+        outDir,
+      });
+      callers.push(caller);
+      return caller;
+    }
+
+    /** Say a fixture once the agent is quiet, and wait for the agent's spoken answer. */
+    async function turn(caller: VoiceCaller, transcript: string, wav: string) {
+      stack.model.queueTranscript(transcript);
+      const said = await caller.say(fixture(wav));
+      const answer = await caller.waitForAgentAudio({ after: said.endedAt, timeoutMs: 30_000, quietMs: 800 });
+      return { said, answer };
+    }
+
+    it('alice says "remember my favorite color is teal": heard, transcribed, stored under her UUIDv5, answered aloud; bob at the same time never sees it', async () => {
+      const alice = await call(ALICE);
+      const bob = await call(BOB);
+      // Both are greeted (aloud) before they speak.
+      await alice.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
+      await bob.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
+
+      const since = stack.model.speech.transcriptions.length;
+      const { answer } = await turn(alice, 'remember my favorite color is teal', 'alice-teal.wav');
+      expect(answer.audibleSec).toBeGreaterThan(0.2);
+      const heard = stack.model.speech.transcriptions.slice(since).find((t) => t.transcript.includes('teal'))!;
+      expect(heard.transport).toBe(mode);
+      const expected = fixtureSpeechSeconds('alice-teal.wav');
+      expect(Math.abs(speechSeconds(heard) - expected) / expected).toBeLessThan(0.2);
+
+      const rows = await transportOf(await stack.memory()).query<{ user_id: string; value: string }>(
+        "select user_id, value from public.memories where category = 'PREFERENCE' and key = 'favorite_color'",
+      );
+      expect(rows).toEqual([{ user_id: identityToUserId(ALICE), value: 'teal' }]);
+      expect(stack.model.speech.speeches.some((s) => s.input.includes('"teal"'))).toBe(true);
+
+      const { answer: bobHeard } = await turn(bob, 'what is my favorite color', 'bob-question.wav');
+      expect(bobHeard.audibleSec).toBeGreaterThan(0.2);
+      const bobRequests = stack.model
+        .chatRequests()
+        .filter((r) => (r.body as { user?: string }).user === identityToUserId(BOB));
+      expect(bobRequests.length).toBeGreaterThan(0);
+      for (const request of bobRequests) expect(JSON.stringify(request.body)).not.toContain('teal');
+      await alice.leave();
+      await bob.leave();
+    });
+
+    it('alice calls again: greeted as returning with her memory in the first request, and the answer is spoken', async () => {
+      const since = stack.model.requests.length;
+      const alice = await call(ALICE);
+      await alice.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
+      const first = stack.model
+        .chatRequests()
+        .find((r) => r.index >= since && (r.body as { user?: string }).user === identityToUserId(ALICE))!;
+      expect(systemText(first)).toContain('returning');
+      expect(systemText(first)).toContain('teal');
+      const speechesBefore = stack.model.speech.speeches.length;
+      const { answer } = await turn(alice, 'what is my favorite color', 'alice-question.wav');
+      expect(answer.audibleSec).toBeGreaterThan(0.2);
+      expect(stack.model.speech.speeches.slice(speechesBefore).some((s) => s.input.includes('teal'))).toBe(true);
+      const recording = await alice.leave();
+      expect(fs.existsSync(recording.file)).toBe(true);
+    });
+  });
+}
