@@ -152,6 +152,7 @@ export class VoiceCaller {
   #closed = false;
   #from: string | undefined;
   #reader: ReadableStreamDefaultReader<AudioFrame> | undefined;
+  #listening: string | undefined;
   #reading: Promise<void> | undefined;
   #pending = new Int16Array(0);
   readonly #levels: HeardLevel[] = [];
@@ -184,17 +185,32 @@ export class VoiceCaller {
     this.room.on(RoomEvent.TrackSubscribed, (track, _publication, participant) =>
       this.#maybeListen(track, participant),
     );
+    // The listened-to track going away (the agent unpublished or left): listen to the next one.
+    this.room.on(RoomEvent.TrackUnsubscribed, (track) => {
+      if (track.sid === undefined || track.sid !== this.#listening) return;
+      const reader = this.#reader;
+      this.#reader = undefined;
+      this.#listening = undefined;
+      this.#pending = new Int16Array(0);
+      void reader?.cancel().catch(() => undefined);
+      queueMicrotask(() => this.#listenToSubscribed(track.sid));
+    });
     await this.room.connect(this.#options.url, token, { autoSubscribe: true, dynacast: false });
-    for (const participant of this.room.remoteParticipants.values()) {
-      for (const publication of participant.trackPublications.values()) {
-        if (publication.track) this.#maybeListen(publication.track, participant);
-      }
-    }
+    this.#listenToSubscribed();
     // A short native queue: the caller paces frames itself; the queue only absorbs timer jitter.
     this.#source = new AudioSource(SAMPLE_RATE, 1, 200);
     const track = LocalAudioTrack.createAudioTrack('microphone', this.#source);
     const options = new TrackPublishOptions({ source: TrackSource.SOURCE_MICROPHONE });
     this.#publication = await this.room.localParticipant!.publishTrack(track, options);
+  }
+
+  /** Pick a track among those already subscribed (after connecting, or when the listened-to track went away). */
+  #listenToSubscribed(except?: string): void {
+    for (const participant of this.room.remoteParticipants.values()) {
+      for (const publication of participant.trackPublications.values()) {
+        if (publication.track && publication.sid !== except) this.#maybeListen(publication.track, participant);
+      }
+    }
   }
 
   #wants(participant: RemoteParticipant): boolean {
@@ -207,6 +223,7 @@ export class VoiceCaller {
   #maybeListen(track: RemoteTrack, participant: RemoteParticipant): void {
     if (this.#closed || this.#reader || track.kind !== TrackKind.KIND_AUDIO || !this.#wants(participant)) return;
     this.#from = participant.identity;
+    this.#listening = track.sid;
     const stream = new AudioStream(track, { sampleRate: SAMPLE_RATE, numChannels: 1 });
     const reader = stream.getReader();
     this.#reader = reader;
