@@ -95,6 +95,35 @@ describe('VoiceCaller on a real livekit-server', () => {
     await expect(caller.say(wrong)).rejects.toMatchObject({ code: 'WRONG_FORMAT', message: /sox in\.wav -r 48000/ });
   });
 
+  it('listens again when the speaker leaves and comes back', async () => {
+    const otherRoom = `${room}-again`;
+    const join = (identity: string, listenTo: string) =>
+      VoiceCaller.join({
+        url: server.url,
+        token: { apiKey: server.apiKey, apiSecret: server.apiSecret, identity, room: otherRoom },
+        outDir,
+        listenTo,
+      });
+    const listener = await join('listener', 'speaker');
+    try {
+      for (const fixture of [BOB, 'test/fixtures/audio/interrupt.wav']) {
+        const speaker = await join('speaker', 'listener');
+        try {
+          await speaker.waitForListener();
+          const said = await speaker.say(fixture, { trailingSilenceSec: 0.3 });
+          const heard = await listener.waitForAgentAudio({ after: said.startedAt, timeoutMs: 10_000, quietMs: 300 });
+          const expected = measureAudible(await readWavFile(fixture));
+          expect(heard.audibleSec).toBeGreaterThan(expected.audibleSec * 0.8);
+          expect(heard.audibleSec).toBeLessThan(expected.audibleSec * 1.2);
+        } finally {
+          await speaker.leave();
+        }
+      }
+    } finally {
+      await listener.leave();
+    }
+  });
+
   it('writes what each side heard to a WAV file of the listening time', async () => {
     const heardBefore = { caller: caller.heard(), agent: agent.heard() };
     const leftAt = now();
