@@ -53,7 +53,7 @@ describe('VoiceCaller on a real livekit-server', () => {
     expect(said.durationSec).toBeCloseTo(wavDurationSec(await readWavFile(fixture)), 2);
     // Real time: the speech took about its own length to play (the timer may run late, never early).
     expect((said.endedAt - said.startedAt) / 1000).toBeGreaterThan(said.durationSec - 0.05);
-    expect((said.endedAt - said.startedAt) / 1000).toBeLessThan(said.durationSec + 0.5);
+    expect((said.endedAt - said.startedAt) / 1000).toBeLessThan(said.durationSec + 1);
     expect(heard.stillTalking).toBe(false);
     expect(heard.firstAudibleAt - said.startedAt).toBeLessThan(1000);
     expect(heard.audibleSec).toBeGreaterThan(expected.audibleSec * 0.8);
