@@ -5,8 +5,8 @@ export interface JoinTokenOptions {
   apiSecret: string;
   identity: string;
   room: string;
-  /** The agent to dispatch into the room (explicit dispatch by agent name). */
-  agentName: string;
+  /** The agent to dispatch into the room (explicit dispatch by agent name); none when absent. */
+  agentName?: string;
   /** Dispatch metadata handed to the job (ctx.job.metadata). */
   metadata?: string;
   name?: string;
@@ -26,8 +26,10 @@ export async function createJoinToken(options: JoinTokenOptions): Promise<string
   });
   // No canUpdateOwnMetadata: a participant must not be able to rewrite its own attributes.
   token.addGrant({ roomJoin: true, room: options.room, canPublish: true, canSubscribe: true, canPublishData: true });
-  token.roomConfig = new RoomConfiguration({
-    agents: [new RoomAgentDispatch({ agentName: options.agentName, metadata: options.metadata ?? '' })],
-  });
+  if (options.agentName !== undefined) {
+    token.roomConfig = new RoomConfiguration({
+      agents: [new RoomAgentDispatch({ agentName: options.agentName, metadata: options.metadata ?? '' })],
+    });
+  }
   return token.toJwt();
 }
