@@ -102,6 +102,21 @@ for (const mode of ['realtime', 'http'] as const) {
 
     afterAll(async () => {
       for (const caller of callers) await caller.leave().catch(() => {});
+      // What the worker said and what the speech stand-in got, next to the recordings.
+      if (stack) {
+        fs.writeFileSync(path.join(outDir, 'worker.log'), stack.workerLog.join('\n'));
+        fs.writeFileSync(
+          path.join(outDir, 'speech.json'),
+          JSON.stringify(
+            {
+              transcriptions: stack.model.speech.transcriptions.map(({ audio: _a, ...t }) => t),
+              speeches: stack.model.speech.speeches.map(({ audio: _a, ...s }) => s),
+            },
+            null,
+            2,
+          ),
+        );
+      }
       await stack?.stop();
       await releaseLiveKitClients();
     });
@@ -134,8 +149,8 @@ for (const mode of ['realtime', 'http'] as const) {
       const alice = await call(ALICE);
       const bob = await call(BOB);
       // Both are greeted (aloud) before they speak.
-      await alice.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
-      await bob.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
+      await alice.waitForAgentAudio({ after: 0, timeoutMs: 60_000, quietMs: 800 });
+      await bob.waitForAgentAudio({ after: 0, timeoutMs: 60_000, quietMs: 800 });
 
       const since = stack.model.speech.transcriptions.length;
       const { answer } = await turn(alice, 'remember my favorite color is teal', 'alice-teal.wav');
@@ -149,7 +164,7 @@ for (const mode of ['realtime', 'http'] as const) {
         "select user_id, value from public.memories where category = 'PREFERENCE' and key = 'favorite_color'",
       );
       expect(rows).toEqual([{ user_id: identityToUserId(ALICE), value: 'teal' }]);
-      expect(stack.model.speech.speeches.some((s) => s.input.includes('"teal"'))).toBe(true);
+      expect(stack.model.speech.speeches.some((s) => String(s.input).includes('"teal"'))).toBe(true);
 
       const { answer: bobHeard } = await turn(bob, 'what is my favorite color', 'bob-question.wav');
       expect(bobHeard.audibleSec).toBeGreaterThan(0.2);
@@ -165,7 +180,7 @@ for (const mode of ['realtime', 'http'] as const) {
     it('alice calls again: greeted as returning with her memory in the first request, and the answer is spoken', async () => {
       const since = stack.model.requests.length;
       const alice = await call(ALICE);
-      await alice.waitForAgentAudio({ timeoutMs: 60_000, quietMs: 800 });
+      await alice.waitForAgentAudio({ after: 0, timeoutMs: 60_000, quietMs: 800 });
       const first = stack.model
         .chatRequests()
         .find((r) => r.index >= since && (r.body as { user?: string }).user === identityToUserId(ALICE))!;
@@ -174,7 +189,9 @@ for (const mode of ['realtime', 'http'] as const) {
       const speechesBefore = stack.model.speech.speeches.length;
       const { answer } = await turn(alice, 'what is my favorite color', 'alice-question.wav');
       expect(answer.audibleSec).toBeGreaterThan(0.2);
-      expect(stack.model.speech.speeches.slice(speechesBefore).some((s) => s.input.includes('teal'))).toBe(true);
+      expect(stack.model.speech.speeches.slice(speechesBefore).some((s) => String(s.input).includes('teal'))).toBe(
+        true,
+      );
       const recording = await alice.leave();
       expect(fs.existsSync(recording.file)).toBe(true);
     });
