@@ -1,3 +1,4 @@
+import { encodeWav as writeWav, parseWav } from '../../scripts/lib/wav.js';
 /**
  * PCM helpers for the speech stand-in and its tests: 16-bit mono sample math, a synthetic voiced
  * signal, WAV encoding and decoding. Samples are `Int16Array`s (s16le on the wire).
@@ -90,24 +91,9 @@ export function concatPcm(...parts: Int16Array[]): Int16Array {
   return out;
 }
 
-/** A canonical 44-byte-header WAV file (PCM, 16-bit) of the samples (interleaved when `channels` > 1). */
-export function encodeWav(samples: Int16Array, sampleRate: number, channels = 1): Buffer {
-  const data = bytesFromPcm(samples);
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0, 'ascii');
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVE', 8, 'ascii');
-  header.write('fmt ', 12, 'ascii');
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(channels, 22);
-  header.writeUInt32LE(sampleRate, 24);
-  header.writeUInt32LE(sampleRate * channels * 2, 28);
-  header.writeUInt16LE(channels * 2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36, 'ascii');
-  header.writeUInt32LE(data.length, 40);
-  return Buffer.concat([header, data]);
+/** A WAV file (PCM, 16-bit) of the samples, written by the project's one WAV module (scripts/lib/wav.ts). */
+export function encodeWav(samples: Int16Array, sampleRate: number, channels: 1 | 2 = 1): Buffer {
+  return writeWav({ sampleRate, channels, samples });
 }
 
 export interface DecodedWav {
@@ -117,47 +103,10 @@ export interface DecodedWav {
   samples: Int16Array;
 }
 
-/**
- * Decode a RIFF/WAVE file of 16-bit PCM (any chunk order, unknown chunks skipped; a data size of 0
- * or 0xFFFFFFFF, as streaming writers leave it, means "to the end"). Throws on anything else.
- */
+/** Decode an uploaded WAV (untrusted: scripts/lib/wav.ts validates it) to mono samples. */
 export function decodeWav(file: Uint8Array): DecodedWav {
-  const bytes = Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-  if (bytes.length < 12 || bytes.toString('ascii', 0, 4) !== 'RIFF' || bytes.toString('ascii', 8, 12) !== 'WAVE') {
-    throw new Error('not a RIFF/WAVE file');
-  }
-  let format: { tag: number; channels: number; sampleRate: number; bits: number } | undefined;
-  let offset = 12;
-  while (offset + 8 <= bytes.length) {
-    const id = bytes.toString('ascii', offset, offset + 4);
-    let size = bytes.readUInt32LE(offset + 4);
-    const body = offset + 8;
-    if (id === 'fmt ') {
-      if (size < 16) throw new Error('WAV fmt chunk too short');
-      format = {
-        tag: bytes.readUInt16LE(body),
-        channels: bytes.readUInt16LE(body + 2),
-        sampleRate: bytes.readUInt32LE(body + 4),
-        bits: bytes.readUInt16LE(body + 14),
-      };
-    } else if (id === 'data') {
-      if (!format) throw new Error('WAV data chunk before its fmt chunk');
-      // WAVE_FORMAT_EXTENSIBLE (0xFFFE) with 16 bits is PCM too, for our purposes.
-      if ((format.tag !== 1 && format.tag !== 0xfffe) || format.bits !== 16) {
-        throw new Error(`unsupported WAV encoding (format ${format.tag}, ${format.bits} bits): only 16-bit PCM`);
-      }
-      if (format.channels < 1) throw new Error('WAV with no channels');
-      if (size === 0 || size === 0xffffffff || body + size > bytes.length) size = bytes.length - body;
-      const interleaved = pcmFromBytes(bytes.subarray(body, body + size));
-      return {
-        sampleRate: format.sampleRate,
-        channels: format.channels,
-        samples: toMono(interleaved, format.channels),
-      };
-    }
-    offset = body + size + (size % 2); // chunks are word-aligned
-  }
-  throw new Error('WAV file without a data chunk');
+  const wav = parseWav(file);
+  return { sampleRate: wav.sampleRate, channels: wav.channels, samples: toMono(wav.samples, wav.channels) };
 }
 
 function toMono(interleaved: Int16Array, channels: number): Int16Array {
