@@ -11,14 +11,14 @@ import { VoiceCaller, measureAudible } from '../../scripts/lib/voice-caller.js';
 import { FULL_SCALE, encodeWav, pcmFromBytes } from '../support/audio.js';
 import {
   ScriptedOpenAI,
+  both,
+  offers,
   lastToolResult,
   lastUserText,
   rules,
   systemText,
-  toolNames,
   toolResultFor,
   userSaid,
-  type RecordedRequest,
 } from '../support/openai-standin.js';
 import type { TranscriptionRecord } from '../support/speech-standin.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
@@ -27,12 +27,6 @@ const ALICE = 'alice-voice@example.com';
 const BOB = 'bob-voice@example.com';
 const FIXTURES = path.resolve('test/fixtures/audio');
 const fixture = (name: string) => path.join(FIXTURES, name);
-
-const offers = (tool: string) => (req: RecordedRequest) => toolNames(req).includes(tool);
-const both =
-  (...preds: Array<(req: RecordedRequest) => boolean>) =>
-  (req: RecordedRequest) =>
-    preds.every((p) => p(req));
 
 /** What a real model would do with these transcripts, decided from the request alone. */
 const script = rules(

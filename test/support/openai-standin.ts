@@ -271,6 +271,15 @@ export function userSaid(pattern: string | RegExp): (request: RecordedRequest) =
 }
 
 /** Predicate: the conversation ends with a tool result (of the tool `name`, when given). */
+/** The request offers this tool to the model. */
+export const offers = (tool: string) => (request: RecordedRequest) => toolNames(request).includes(tool);
+
+/** Every predicate holds. */
+export const both =
+  (...predicates: Array<(request: RecordedRequest) => boolean>) =>
+  (request: RecordedRequest) =>
+    predicates.every((p) => p(request));
+
 export function toolResultFor(name?: string): (request: RecordedRequest) => boolean {
   return (request) => {
     const results = trailingToolResults(request);
