@@ -22,6 +22,7 @@ const AgentEnvSchema = z.object({
   AGENT_MODE: optional(z.enum(['auto', 'text', 'voice'])),
   AGENT_INSTRUCTIONS: optional(z.string()),
   AGENT_MAX_JOBS: optional(z.coerce.number().int().min(1).max(10_000)),
+  MEMORY: optional(z.enum(['on', 'off'])),
   MEMORY_IDENTITY_SOURCE: optional(z.enum(['identity', 'sip-caller'])),
   MEMORY_CATEGORIES: optional(
     z
@@ -97,6 +98,8 @@ export interface WorkerConfig {
   speech: VoiceConfig | undefined;
   instructions: string;
   memory: {
+    /** False with MEMORY=off: the same agent without memory (no block, no tools), to compare against. */
+    enabled: boolean;
     identitySource: IdentitySource;
     categories: string[];
     blockMaxEntries: number;
@@ -176,6 +179,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       : undefined,
     instructions: v.AGENT_INSTRUCTIONS ?? DEFAULT_INSTRUCTIONS,
     memory: {
+      enabled: (v.MEMORY ?? 'on') === 'on',
       identitySource: v.MEMORY_IDENTITY_SOURCE ?? 'identity',
       categories: v.MEMORY_CATEGORIES ?? [...DEFAULT_CATEGORIES],
       blockMaxEntries: v.MEMORY_BLOCK_MAX_ENTRIES ?? 20,

@@ -159,11 +159,48 @@ async function applyLateMemory(
   await agent.updateChatCtx(chatCtx);
 }
 
+/** Build and start the session for this job's participant; `onClose` runs when it closes. */
+async function startSession(
+  ctx: JobContext<ProcessData>,
+  config: WorkerConfig,
+  participantIdentity: string,
+  agent: voice.Agent,
+  choices: SessionChoices,
+  onClose: () => void,
+): Promise<voice.AgentSession> {
+  const session = buildSession(config, choices);
+  session.on(voice.AgentSessionEventTypes.Close, () => {
+    onClose();
+    ctx.shutdown('session closed');
+  });
+  await session.start({
+    agent,
+    room: ctx.room,
+    // Only the participant this job is for may talk to it; their memory is the one loaded.
+    inputOptions: { participantIdentity, audioEnabled: Boolean(config.speech), textEnabled: true },
+    outputOptions: { audioEnabled: Boolean(config.speech), transcriptionEnabled: true },
+  });
+  return session;
+}
+
 export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void> {
   const logger = log().child({ job: ctx.job.id, room: ctx.room.name });
   const config = loadWorkerConfig();
   await ctx.connect(undefined, config.speech ? AutoSubscribe.AUDIO_ONLY : AutoSubscribe.SUBSCRIBE_NONE);
   const participant = await ctx.waitForParticipant();
+  if (!config.memory.enabled) {
+    // MEMORY=off: the same agent, session and greeting without memory, for comparing latency.
+    const agent = new voice.Agent({ instructions: config.instructions });
+    const choices = {
+      model: config.llm.model,
+      voice: config.speech?.voice,
+      instructionsAddendum: undefined,
+      userId: undefined,
+    };
+    const session = await startSession(ctx, config, participant.identity, agent, choices, () => {});
+    session.generateReply({ instructions: GENERIC_GREETING });
+    return;
+  }
 
   const store = await processMemory(ctx.proc);
   const startedAt = performance.now();
@@ -174,7 +211,13 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
         identitySource: config.memory.identitySource,
         memoryLimit: config.memory.blockMaxEntries,
         block: { maxEntries: config.memory.blockMaxEntries, maxChars: config.memory.blockMaxChars },
-        tools: { categories: config.memory.categories, timeoutMs: config.memory.toolTimeoutMs },
+        tools: {
+          categories: config.memory.categories,
+          timeoutMs: config.memory.toolTimeoutMs,
+          // How long each turn waited for memory: the figure the voice benchmark reads.
+          onCall: ({ tool, ms, outcome }) =>
+            logger.info({ tool, ms: Math.round(ms * 100) / 100, outcome }, 'memory tool answered'),
+        },
         tenant: tenantFromMetadata(ctx.job.metadata),
         budgetMs: config.memory.budgetMs,
       })
@@ -201,27 +244,13 @@ export async function runMemoryAgent(ctx: JobContext<ProcessData>): Promise<void
     );
   }
 
-  const choices = choicesFor(config, memory);
   const agent = new voice.Agent({
     instructions: instructionsFor(config, memory),
     tools: memory.available ? memory.tools : undefined,
   });
-  const session = buildSession(config, choices);
   let closed = false;
-  session.on(voice.AgentSessionEventTypes.Close, () => {
+  const session = await startSession(ctx, config, participant.identity, agent, choicesFor(config, memory), () => {
     closed = true;
-    ctx.shutdown('session closed');
-  });
-  await session.start({
-    agent,
-    room: ctx.room,
-    // Only the participant this job is for may talk to it; their memory is the one loaded.
-    inputOptions: {
-      participantIdentity: participant.identity,
-      audioEnabled: Boolean(config.speech),
-      textEnabled: true,
-    },
-    outputOptions: { audioEnabled: Boolean(config.speech), transcriptionEnabled: true },
   });
 
   if (memory.available) session.generateReply({ instructions: greetingInstructions(memory) });
@@ -283,8 +312,9 @@ export default defineAgent<ProcessData>({
   prewarm: async (proc: JobProcess<ProcessData>) => {
     // The VAD loads here, once per process, not on a caller's first words; a missing model fails
     // the process instead of a silent session.
-    if (loadWorkerConfig().speech) loadVoiceModels();
-    await processMemory(proc);
+    const config = loadWorkerConfig();
+    if (config.speech) loadVoiceModels();
+    if (config.memory.enabled) await processMemory(proc);
   },
   entry: runMemoryAgent,
 });

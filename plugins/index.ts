@@ -19,6 +19,7 @@ export {
   MEMORY_TOOL_NAMES,
   type MemoryTools,
   type MemoryToolsOptions,
+  type MemoryToolCall,
 } from './tools.js';
 export {
   startUserMemory,

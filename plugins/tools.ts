@@ -15,6 +15,20 @@ export interface MemoryToolsOptions {
    * a sentence saying memory is slow; the call itself is not cancelled and may still complete.
    */
   timeoutMs?: number;
+  /**
+   * Told after every tool call how long the model waited for memory (for logs and latency
+   * figures). Never given a value or a key: only the tool's name, the time and the outcome.
+   */
+  onCall?: (call: MemoryToolCall) => void;
+}
+
+/** One tool call as `onCall` reports it. */
+export interface MemoryToolCall {
+  tool: string;
+  /** From the model's call to the answer the model gets. */
+  ms: number;
+  /** `answered`: the work finished (successfully or with an explained failure); `slow`: the timeout answered. */
+  outcome: 'answered' | 'slow';
 }
 
 export const DEFAULT_TOOL_TIMEOUT_MS = 3000;
@@ -56,17 +70,24 @@ async function answer(
   kind: 'read' | 'write',
   timeoutMs: number,
   work: () => Promise<string>,
+  observe?: (outcome: MemoryToolCall['outcome'], ms: number) => void,
 ): Promise<string> {
+  const started = performance.now();
+  let outcome: MemoryToolCall['outcome'] = 'answered';
   const result = work().catch((error: unknown) => explain(action, kind, error));
-  if (timeoutMs === Infinity) return result;
   let timer: NodeJS.Timeout | undefined;
   const clock = new Promise<string>((resolve) => {
-    timer = setTimeout(() => resolve(slow(action, kind, timeoutMs)), timeoutMs);
+    if (timeoutMs === Infinity) return;
+    timer = setTimeout(() => {
+      outcome = 'slow';
+      resolve(slow(action, kind, timeoutMs));
+    }, timeoutMs);
   });
   try {
     return await Promise.race([result, clock]);
   } finally {
     clearTimeout(timer);
+    observe?.(outcome, performance.now() - started);
   }
 }
 
@@ -89,6 +110,11 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
     throw new RangeError(`timeoutMs must be a number of milliseconds > 0 (or Infinity), not ${String(timeoutMs)}`);
   }
 
+  const observed = (tool: string) =>
+    options.onCall
+      ? (outcome: MemoryToolCall['outcome'], ms: number) => options.onCall!({ tool, ms, outcome })
+      : undefined;
+
   return {
     remember: llm.tool({
       description:
@@ -96,49 +122,72 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
         'Saving under an existing category and key replaces the old value.',
       parameters: z.object({ category, key, value: z.string().describe('What to remember, in plain words.') }),
       execute: ({ category: c, key: k, value }) =>
-        answer(`save ${label(c, k)}`, 'write', timeoutMs, async () => {
-          const receipt = await handle.store(c, k, value);
-          // Not applied: another session wrote this key at the same moment and its value won. The
-          // model must not tell the caller it was saved.
-          if (!receipt.applied) {
-            return `Not saved: ${label(c, k)} was changed by another session at the same moment, and its newer value was kept. Tell the user, and ask whether to save ${quoteMemoryText(value)} again.`;
-          }
-          // 'journal': the database was unreachable and the memory layer kept the write durably on
-          // disk; it reaches the database when it is back. Saved either way.
-          return receipt.savedTo === 'journal'
-            ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).`
-            : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.`;
-        }),
+        answer(
+          `save ${label(c, k)}`,
+          'write',
+          timeoutMs,
+          async () => {
+            const receipt = await handle.store(c, k, value);
+            // Not applied: another session wrote this key at the same moment and its value won. The
+            // model must not tell the caller it was saved.
+            if (!receipt.applied) {
+              return `Not saved: ${label(c, k)} was changed by another session at the same moment, and its newer value was kept. Tell the user, and ask whether to save ${quoteMemoryText(value)} again.`;
+            }
+            // 'journal': the database was unreachable and the memory layer kept the write durably on
+            // disk; it reaches the database when it is back. Saved either way.
+            return receipt.savedTo === 'journal'
+              ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).`
+              : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.`;
+          },
+          observed('remember'),
+        ),
     }),
     recall: llm.tool({
       description: 'Look up one thing remembered about the user, by category and key.',
       parameters: z.object({ category, key }),
       execute: ({ category: c, key: k }) =>
-        answer(`look up ${label(c, k)}`, 'read', timeoutMs, async () => {
-          const value = await handle.retrieve(c, k);
-          return value === null
-            ? `Nothing is stored under ${label(c, k)} for this user.`
-            : `${label(c, k)} = ${quoteMemoryText(value)}`;
-        }),
+        answer(
+          `look up ${label(c, k)}`,
+          'read',
+          timeoutMs,
+          async () => {
+            const value = await handle.retrieve(c, k);
+            return value === null
+              ? `Nothing is stored under ${label(c, k)} for this user.`
+              : `${label(c, k)} = ${quoteMemoryText(value)}`;
+          },
+          observed('recall'),
+        ),
     }),
     forget: llm.tool({
       description: 'Delete one thing remembered about the user, when they ask you to forget it.',
       parameters: z.object({ category, key }),
       execute: ({ category: c, key: k }) =>
-        answer(`forget ${label(c, k)}`, 'write', timeoutMs, async () =>
-          (await handle.forget(c, k)) ? `Forgot ${label(c, k)}.` : `Nothing was stored under ${label(c, k)}.`,
+        answer(
+          `forget ${label(c, k)}`,
+          'write',
+          timeoutMs,
+          async () =>
+            (await handle.forget(c, k)) ? `Forgot ${label(c, k)}.` : `Nothing was stored under ${label(c, k)}.`,
+          observed('forget'),
         ),
     }),
     list_memories: llm.tool({
       description: 'List what is remembered about the user, newest first, optionally of one category.',
       parameters: z.object({ category: category.optional().describe('Only this category; omit for all.') }),
       execute: ({ category: c }) =>
-        answer('list memories', 'read', timeoutMs, async () => {
-          const memories = await handle.list({ category: c, limit: listLimit });
-          if (memories.length === 0)
-            return c ? `Nothing is stored in ${c} for this user.` : 'Nothing is stored for this user yet.';
-          return memories.map((m) => `${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`).join('\n');
-        }),
+        answer(
+          'list memories',
+          'read',
+          timeoutMs,
+          async () => {
+            const memories = await handle.list({ category: c, limit: listLimit });
+            if (memories.length === 0)
+              return c ? `Nothing is stored in ${c} for this user.` : 'Nothing is stored for this user yet.';
+            return memories.map((m) => `${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`).join('\n');
+          },
+          observed('list_memories'),
+        ),
     }),
   };
 }

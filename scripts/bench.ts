@@ -18,6 +18,8 @@ session start latency and round trips, store/retrieve latency, throughput side b
 LangGraph's PostgresStore on the same PostgreSQL, a user with 100,000 memories against one with
 10, and 1,000 sessions starting at once.
 
+With --voice it measures voice turns instead (see below).
+
 Options:
   --iterations <n>    sequential operations per latency figure (default 2000)
   --backends <list>   comma-separated: postgres, embedded, embedded-socket (default: all three)
@@ -25,6 +27,17 @@ Options:
                       (default: $DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
   --json <file>       also write the results as JSON
   -h, --help          this text
+
+Voice (--voice): a real livekit-server, two workers (MEMORY=on and MEMORY=off, otherwise the
+same), the scripted stand-ins for the model, transcription and speech (instant), and a real
+caller speaking the test/fixtures/audio WAV files in real time. For each turn: end of the
+caller's speech to the agent's first audible frame, split into transcription, end-of-turn wait,
+model, memory and speech; p50/p95 per part, memory on next to memory off.
+  --voice             run the voice benchmark
+  --turns <n>         turns per column and STT path (default 24, at least 20 for the README table)
+  --stt <list>        realtime, http or both, comma-separated (default realtime,http)
+  Worker settings to try come from the environment, e.g.
+    ENDPOINTING_MIN_DELAY_MS=200 VAD_MIN_SILENCE_MS=250 npm run bench -- --voice
 `;
 
 const { values: args } = parseArgs({
@@ -33,11 +46,44 @@ const { values: args } = parseArgs({
     backends: { type: 'string', default: 'postgres,embedded,embedded-socket' },
     'database-url': { type: 'string' },
     json: { type: 'string' },
+    voice: { type: 'boolean' },
+    turns: { type: 'string', default: '24' },
+    stt: { type: 'string', default: 'realtime,http' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (args.help) {
   process.stdout.write(HELP);
+  process.exit(0);
+}
+if (args.voice) {
+  const turns = Number(args.turns);
+  const stt = args.stt.split(',').map((s) => s.trim());
+  if (!Number.isInteger(turns) || turns < 1) {
+    process.stderr.write('bench: --turns must be a whole number of at least 1\n');
+    process.exit(2);
+  }
+  if (stt.length === 0 || stt.some((s) => s !== 'realtime' && s !== 'http')) {
+    process.stderr.write(`bench: --stt takes realtime, http or both (comma-separated), not ${args.stt}\n`);
+    process.exit(2);
+  }
+  // rtc-node logs at debug level unless NODE_ENV is production, read when it is first loaded.
+  process.env.NODE_ENV = 'production';
+  const { runVoiceBench, formatVoiceTable } = await import('./bench/voice.js');
+  const settingNames = /^(VAD_|ENDPOINTING_|INTERRUPTION|STT_|TTS_|MEMORY_)/;
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => settingNames.test(k)));
+  const result = await runVoiceBench({
+    turns,
+    stt: stt as Array<'realtime' | 'http'>,
+    env,
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  process.stdout.write(
+    `\n${os.cpus().length} x ${cpu}, Node ${process.version}, worker settings ${JSON.stringify(env)}\n\n`,
+  );
+  process.stdout.write(formatVoiceTable(result));
+  if (args.json) fs.writeFileSync(args.json, JSON.stringify(result, null, 2));
   process.exit(0);
 }
 const ITERATIONS = Number(args.iterations);

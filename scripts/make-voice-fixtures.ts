@@ -16,6 +16,7 @@ export const VOICE_FIXTURES: Record<string, string> = {
   'bob-question.wav': 'what is my favorite color',
   'alice-question.wav': 'what is my favorite color',
   'interrupt.wav': 'wait, stop, actually',
+  'smalltalk.wav': 'tell me something nice about today',
 };
 
 const HELP = `Usage: npm run fixtures:voice -- [options]

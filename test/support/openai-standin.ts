@@ -95,6 +95,8 @@ export interface RecordedRequest {
   error?: string;
   /** The client went away before the response was complete. */
   aborted?: boolean;
+  /** When the last byte of the response was handed to the operating system. */
+  finishedAt?: Date;
 }
 
 export interface ResponderContext {
@@ -356,6 +358,11 @@ export class ScriptedOpenAI {
     await closed;
   }
 
+  /** True between start() and stop(). */
+  get listening(): boolean {
+    return this.#server !== undefined;
+  }
+
   get port(): number {
     if (this.#port === undefined) throw new Error('ScriptedOpenAI is not started');
     return this.#port;
@@ -468,6 +475,9 @@ export class ScriptedOpenAI {
       messages,
     };
     this.requests.push(record);
+    res.on('finish', () => {
+      record.finishedAt = new Date();
+    });
     res.on('close', () => {
       if (!res.writableFinished) record.aborted = true;
     });

@@ -38,7 +38,10 @@ export interface StackOptions {
   onProgress?: (line: string) => void;
   /** Extra environment for the worker (e.g. DATABASE_URL, or OPENAI_* for a real model). */
   env?: NodeJS.ProcessEnv;
+  /** The scripted model; one already listening is shared (the caller starts and stops it). */
   model?: ScriptedOpenAI;
+  /** A running livekit-server to register with, shared with other stacks (the caller stops it). */
+  livekit?: LivekitServerHandle;
   /** Embedded data folder to use and keep (default: a temporary one, removed on stop). */
   dataDir?: string;
 }
@@ -46,9 +49,15 @@ export interface StackOptions {
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const progress = options.onProgress ?? (() => {});
   const model = options.model ?? new ScriptedOpenAI();
-  await model.start();
-  progress('starting livekit-server...');
-  const livekit = await startLivekitServerOnFreePorts({ onProgress: progress });
+  const ownsModel = !model.listening;
+  if (ownsModel) await model.start();
+  const ownsLivekit = !options.livekit;
+  if (ownsLivekit) progress('starting livekit-server...');
+  const livekit = options.livekit ?? (await startLivekitServerOnFreePorts({ onProgress: progress }));
+  const stopShared = async () => {
+    if (ownsLivekit) await livekit.stop();
+    if (ownsModel) await model.stop();
+  };
   const dataDir = path.resolve(options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-e2e-')));
   const agentName = `memory-agent-${randomBytes(3).toString('hex')}`;
   const env = cleanEnv({
@@ -89,8 +98,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   try {
     await ready;
   } catch (error) {
-    await livekit.stop();
-    await model.stop();
+    await stopShared();
     throw error;
   } finally {
     clearTimeout(timeout);
@@ -136,8 +144,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
           resolve();
         });
       });
-      await livekit.stop();
-      await model.stop();
+      await stopShared();
       if (!options.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
