@@ -153,7 +153,11 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
   });
 
   it('with a database slower than the tool timeout, the model hears "memory is slow" and the write still lands', async () => {
-    const tools = createMemoryTools(memory.forIdentity(ALICE), { timeoutMs: 500 });
+    const outcomes: string[] = [];
+    const tools = createMemoryTools(memory.forIdentity(ALICE), {
+      timeoutMs: 500,
+      onCall: (c) => outcomes.push(`${c.tool}:${c.outcome}`),
+    });
     proxy.setDelay(2000);
     const recall = await call(tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' });
     expect(recall).toMatch(/^Could not look up PREFERENCE\/"favorite_color": memory is slow right now/);
@@ -163,6 +167,7 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     const remember = await call(tools, 'remember', { category: 'PREFERENCE', key: 'favorite_food', value: 'soup' });
     expect(remember).toMatch(/memory is slow right now/);
     expect(remember).toMatch(/not cancelled/);
+    expect(outcomes).toEqual(['recall:slow', 'remember:slow']);
     // The write was not cancelled: it reaches the database once the slow round trip completes.
     proxy.setDelay(0);
     await eventually(

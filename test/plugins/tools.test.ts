@@ -54,6 +54,21 @@ describe('memory tools', () => {
     );
   });
 
+  it('report each call to onCall with the tool, its time and outcome, and never a key or value', async () => {
+    const calls: unknown[] = [];
+    const tools = createMemoryTools(memory.forIdentity('dana-tools@example.com'), { onCall: (c) => calls.push(c) });
+    await call(tools, 'remember', { category: 'FACT', key: 'secret_city', value: 'Oslo' });
+    await call(tools, 'recall', { category: 'FACT', key: 'secret_city' });
+    await call(tools, 'list_memories', {});
+    await call(tools, 'forget', { category: 'FACT', key: 'secret_city' });
+    expect(calls.map((c) => (c as { tool: string }).tool)).toEqual(['remember', 'recall', 'list_memories', 'forget']);
+    for (const c of calls) {
+      expect(c).toEqual({ tool: expect.any(String), ms: expect.any(Number), outcome: 'answered' });
+      expect((c as { ms: number }).ms).toBeGreaterThan(0);
+      expect(JSON.stringify(c)).not.toMatch(/Oslo|secret_city/);
+    }
+  });
+
   it('turn bad input and a closed backend into a message for the model, not an exception', async () => {
     const carol = await startUserMemory({ memory, participant: { identity: 'carol-tools@example.com' } });
     if (!carol.available) throw new Error('memory should be available');

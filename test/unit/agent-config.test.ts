@@ -23,6 +23,14 @@ describe('loadWorkerConfig', () => {
       maxJobs: 20,
     });
     expect(config.memory.categories).toEqual(['FACT', 'PREFERENCE', 'PERSONAL', 'TASK']);
+    expect(config.memory.enabled).toBe(true);
+  });
+
+  it('MEMORY=off runs the same agent without memory (the benchmark compares the two); anything else is refused', () => {
+    const env = { OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' };
+    expect(loadWorkerConfig({ ...env, MEMORY: 'off' }).memory.enabled).toBe(false);
+    expect(loadWorkerConfig({ ...env, MEMORY: 'on' }).memory.enabled).toBe(true);
+    expect(() => loadWorkerConfig({ ...env, MEMORY: 'no' })).toThrow(/MEMORY/);
   });
 
   it('turns voice on with OpenAI speech models when OPENAI_API_KEY is set, unless told text-only', () => {
