@@ -8,8 +8,9 @@ import path from 'node:path';
 import { demoScript } from '../test/support/demo-script.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../test/support/stack.js';
 import type { ChatParticipant } from './lib/chat-participant.js';
+import { memoryTable } from './lib/memory-table.js';
 
-const HELP = `Usage: npm run demo
+const HELP = `Usage: npm run demo [-- --voice]
 
 The offline showcase. Starts a local livekit-server (built from source with Go on first use), the
 memory worker, and two scripted users, alice@example.com and bob@example.com, who chat with the
@@ -20,6 +21,9 @@ Memory: DATABASE_URL when set, else the embedded database in MEMORY_DATA_DIR (de
 second run greets both users as returning. Model: OPENAI_API_KEY (and optional OPENAI_BASE_URL,
 LLM_MODEL) when set; otherwise the scripted OpenAI-compatible stand-in from test/support/, which
 follows a fixed script and says so.
+
+--voice: the same two users speak instead (real audio through livekit-server, see
+npm run demo -- --voice --help).
 `;
 
 const CONVERSATIONS: Record<string, string[]> = {
@@ -27,6 +31,10 @@ const CONVERSATIONS: Record<string, string[]> = {
   'bob@example.com': ['What is my favourite colour?', 'My favourite colour is green', 'What do you remember about me?'],
 };
 
+if (process.argv.includes('--voice')) {
+  await import('./demo-voice.js');
+  process.exit(process.exitCode ?? 0);
+}
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(HELP);
   process.exit(0);
@@ -79,20 +87,7 @@ try {
     }
   }
 
-  const memory = await stack.memory();
-  const rows: string[][] = [['identity', 'user id', 'category', 'key', 'value']];
-  for (const identity of Object.keys(CONVERSATIONS)) {
-    const handle = memory.forIdentity(identity);
-    const memories = await handle.list();
-    if (memories.length === 0) rows.push([identity, handle.user.id, '-', '-', '(nothing stored)']);
-    for (const m of memories) rows.push([identity, handle.user.id, m.category, m.key, m.value]);
-  }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  say(`\nWhat each user's memory holds (${memory.backend.location}):`);
-  rows.forEach((row, i) => {
-    say(row.map((cell, j) => cell.padEnd(widths[j]!)).join('  '));
-    if (i === 0) say(widths.map((w) => '-'.repeat(w)).join('  '));
-  });
+  say(`\n${await memoryTable(await stack.memory(), Object.keys(CONVERSATIONS))}`);
 } catch (error) {
   process.stderr.write(`demo: ${(error as Error).message}\n`);
   if (stack) process.stderr.write(`worker log (last lines):\n${stack.workerLog.slice(-15).join('\n')}\n`);
