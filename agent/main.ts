@@ -9,7 +9,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AgentServer, ServerOptions, initializeLogger } from '@livekit/agents';
-import { openMemory, redactText, redactUrl, secretsOf, type MemoryStore } from '../memory/index.js';
+import { redactText, redactUrl, secretsOf, type MemoryStore } from '../memory/index.js';
+import { serveMemory } from '../plugins/index.js';
 import { loadWorkerConfig, type WorkerConfig } from './config.js';
 import { loadVoiceModels } from './voice.js';
 
@@ -157,7 +158,9 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
 
   // The owner of the embedded folder must exist before any job process asks for it.
   progress('opening the memory database (migrating if needed)...');
-  const memory = await openMemory({ env: options.env, embeddedRole: 'owner', serve: true });
+  const served = await serveMemory({ env: options.env });
+  if (!served.store) throw new Error('runWorker runs in the worker main process, not in a job process');
+  const memory = served.store;
   progress(`memory: ${memory.backend.location}`);
 
   let registeredOnce = false;

@@ -39,6 +39,8 @@ export const MEMORY_ERROR_CODES = [
   // have written them (permissions or owner), or a journal file that cannot be authenticated.
   'JOURNAL_UNSAFE',
   'DATA_DIR_UNSAFE',
+  // An optional peer dependency the chosen backend needs is not installed (pg, PGlite, supabase-js).
+  'DEPENDENCY_MISSING',
 ] as const;
 
 export type MemoryErrorCode = (typeof MEMORY_ERROR_CODES)[number];

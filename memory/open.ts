@@ -10,10 +10,9 @@ import { loadMigrations } from './migrations/index.js';
 import { Journal, journalDir } from './journal/journal.js';
 import { SecretCipher } from './settings/cipher.js';
 import { checkTenant } from './settings/schema.js';
-import { createSupabaseTransport } from './transports/supabase.js';
 import { MemoryStore } from './store.js';
 import { rpc } from './rpc.js';
-import { createPostgresTransport } from './transports/postgres.js';
+import { importOptional } from './optional-dependency.js';
 import type { RpcTransport } from './transports/transport.js';
 
 export interface OpenMemoryOptions {
@@ -62,8 +61,21 @@ async function openTransport(
   databaseUrl: string | undefined,
   dataDir: string,
 ): Promise<RpcTransport> {
-  if (supabase) return createSupabaseTransport({ ...supabase, timeoutMs: options.timeoutMs });
+  // Each driver is loaded only for the backend in use (optional peer dependencies).
+  if (supabase) {
+    const { createSupabaseTransport } = await importOptional(
+      '@supabase/supabase-js',
+      'the Supabase backend (SUPABASE_URL)',
+      () => import('./transports/supabase.js'),
+    );
+    return createSupabaseTransport({ ...supabase, timeoutMs: options.timeoutMs });
+  }
   if (databaseUrl) {
+    const { createPostgresTransport } = await importOptional(
+      'pg',
+      'the PostgreSQL backend (DATABASE_URL)',
+      () => import('./transports/postgres.js'),
+    );
     return createPostgresTransport({
       connectionString: databaseUrl,
       maxConnections: options.maxConnections,

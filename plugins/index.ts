@@ -1,4 +1,23 @@
 export {
+  userMemory,
+  AgentMemory,
+  type UserMemoryOptions,
+  type JobContextLike,
+  type MemoryAgentOptions,
+  type ToolMap,
+} from './user-memory.js';
+export { serveMemory, isJobProcess, type MemoryServer } from './serve.js';
+export { prewarmMemory, processMemoryStore, JOB_PROCESS_MEMORY_OPTIONS } from './process-store.js';
+export {
+  memoryGreeting,
+  MEMORY_UNAVAILABLE_NOTICE,
+  GENERIC_GREETING_INSTRUCTIONS,
+  type MemoryGreeting,
+} from './greeting.js';
+export { applyLateMemory, lateMemoryNote, waitsForLateMemory } from './late-memory.js';
+export { tenantFromMetadata } from './tenant.js';
+export { agentsLogger, type MemoryLogger } from './logger.js';
+export {
   resolveIdentity,
   IdentityResolutionError,
   SIP_PHONE_NUMBER_ATTRIBUTE,
@@ -25,6 +44,7 @@ export {
   startUserMemory,
   memoryInstructions,
   DEFAULT_MEMORY_BUDGET_MS,
+  MEMORY_LOADING_INSTRUCTIONS,
   type StartUserMemoryOptions,
   type UserMemorySession,
   type UserMemoryReady,

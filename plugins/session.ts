@@ -168,16 +168,16 @@ export async function startUserMemory(options: StartUserMemoryOptions): Promise<
   };
 }
 
+/** What memoryInstructions says while memory is late (the budget passed and it has not landed yet). */
+export const MEMORY_LOADING_INSTRUCTIONS =
+  'Your long-term memory of this user is still loading: for now you cannot recall or save anything ' +
+  'about them. Do not claim to know them or not to know them; if they ask about earlier conversations ' +
+  'or ask you to remember something, say you cannot check right now and carry on.';
+
 /** Guidance for the model on the memory tools and the block, to append to an agent's instructions. */
 export function memoryInstructions(session: UserMemorySession): string {
   if (!session.available) {
-    if (session.reason === 'budget') {
-      return (
-        'Your long-term memory of this user is still loading: for now you cannot recall or save anything ' +
-        'about them. Do not claim to know them or not to know them; if they ask about earlier conversations ' +
-        'or ask you to remember something, say you cannot check right now and carry on.'
-      );
-    }
+    if (session.reason === 'budget') return MEMORY_LOADING_INSTRUCTIONS;
     return (
       'Long-term memory is unavailable in this conversation: you cannot remember or recall anything ' +
       'about the user. If they ask, say so plainly.'

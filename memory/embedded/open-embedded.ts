@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { MemoryError } from '../errors.js';
 import { createPgliteTransport } from '../transports/pglite.js';
-import { createPostgresTransport } from '../transports/postgres.js';
+import { importOptional } from '../optional-dependency.js';
 import type { SqlTransport } from '../transports/transport.js';
 import { Gate } from './gate.js';
 import {
@@ -59,7 +59,16 @@ function socketDirFor(dataDir: string): string {
   return dir;
 }
 
-function connectToOwner(info: OwnerInfo & { socketDir: string }, options: EmbeddedOptions): SqlTransport {
+async function connectToOwner(
+  info: OwnerInfo & { socketDir: string },
+  options: EmbeddedOptions,
+): Promise<SqlTransport> {
+  // Clients speak the PostgreSQL wire protocol to the owner's socket: they need pg, not PGlite.
+  const { createPostgresTransport } = await importOptional(
+    'pg',
+    'a job process of the embedded database (a client of the process that serves it)',
+    () => import('../transports/postgres.js'),
+  );
   return createPostgresTransport({
     kind: 'embedded-socket',
     location: `embedded ${options.dataDir} (via the socket of pid ${info.pid})`,
@@ -72,9 +81,15 @@ async function becomeOwner(dataDir: string, release: () => Promise<void>, serve:
   const location = `embedded ${dataDir}`;
   let db: PGlite;
   try {
+    const { PGlite } = await importOptional(
+      '@electric-sql/pglite',
+      'the embedded database (no DATABASE_URL)',
+      () => import('@electric-sql/pglite'),
+    );
     db = await PGlite.create(path.join(dataDir, 'pgdata'));
   } catch (error) {
     await release();
+    if (error instanceof MemoryError) throw error;
     throw new MemoryError('BACKEND_UNAVAILABLE', `cannot open the embedded database in ${dataDir}: ${String(error)}`, {
       cause: error,
     });
@@ -136,7 +151,9 @@ export async function openEmbedded(options: EmbeddedOptions): Promise<SqlTranspo
       throw new MemoryError(
         'BACKEND_UNAVAILABLE',
         role === 'client'
-          ? `no process serves the embedded database in ${dataDir}: start the worker (npm start) first`
+          ? `no process serves the embedded database in ${dataDir}: call serveMemory() from livekit-user-memory/plugins ` +
+              "in your worker's main process before it starts (this repository's worker, `npm start`, does), " +
+              'or set DATABASE_URL to a PostgreSQL server (recommended in production)'
           : `the embedded database in ${dataDir} stayed busy (owned by ${owner ? `process ${owner.pid}` : 'another process'}, which does not serve it)`,
       );
     }

@@ -2,7 +2,7 @@ import { type Command } from 'commander';
 import { MemoryError, loadMemoryConfig, type Memory, type Profile } from '../../memory/index.js';
 import { clockTime } from '../../memory/journal/clock.js';
 import type { JournalOp, JournalProblem } from '../../memory/journal/journal.js';
-import { ensureAuthUser } from '../../memory/supabase-auth.js';
+import { importOptional } from '../../memory/optional-dependency.js';
 import { precheck, say, withMemory, type CliIo, type Outcome } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { memoryJson, memoryLine } from './format.js';
@@ -159,7 +159,13 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
           const target = options.unlink
             ? null
             : options.createAuthUser
-              ? await ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
+              ? await (
+                  await importOptional(
+                    '@supabase/supabase-js',
+                    'creating a Supabase Auth user',
+                    () => import('../../memory/supabase-auth.js'),
+                  )
+                ).ensureAuthUser(supabase!, memory.userIdFor(identity), identity)
               : authUserId!;
           const { previous } = await memory.link(identity, target);
           say(

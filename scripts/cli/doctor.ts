@@ -1,5 +1,4 @@
 import { type Command } from 'commander';
-import { RoomServiceClient } from 'livekit-server-sdk';
 import {
   MEMORY_TABLES,
   SecretCipher,
@@ -126,6 +125,8 @@ async function livekitCheck(env: NodeJS.ProcessEnv): Promise<Check> {
   const url = env.LIVEKIT_URL || 'ws://127.0.0.1:7880';
   const httpUrl = url.replace(/^ws/, 'http');
   try {
+    // livekit-server-sdk comes with @livekit/agents; it is loaded only for this check.
+    const { RoomServiceClient } = await import('livekit-server-sdk');
     const client = new RoomServiceClient(httpUrl, env.LIVEKIT_API_KEY || 'devkey', env.LIVEKIT_API_SECRET || 'secret', {
       requestTimeout: 5,
     });

@@ -13,9 +13,14 @@ export interface ProcessResult {
 }
 
 /** Run a TypeScript entry point of this repository in a new Node process (via tsx) and collect its output. */
-export function runTs(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<ProcessResult> {
+export function runTs(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  nodeOptions: string[] = [],
+): Promise<ProcessResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], {
+    const child = spawn(process.execPath, [...nodeOptions, '--import', 'tsx', path.join(ROOT, script), ...args], {
       cwd: ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -44,6 +44,11 @@ export interface StackOptions {
   livekit?: LivekitServerHandle;
   /** Embedded data folder to use and keep (default: a temporary one, removed on stop). */
   dataDir?: string;
+  /**
+   * Another worker to run instead of this repository's (agent/main.ts): e.g. the example project,
+   * installed from the packed package. `ready` matches the output line that says it registered.
+   */
+  worker?: { command: string; args: string[]; cwd: string; ready: RegExp };
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -76,11 +81,13 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...options.env,
   });
   progress('starting the worker...');
-  const worker = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'agent/main.ts')], {
+  const command = options.worker ?? {
+    command: process.execPath,
+    args: ['--import', 'tsx', path.join(ROOT, 'agent/main.ts')],
     cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+    ready: /worker registered/,
+  };
+  const worker = spawn(command.command, command.args, { cwd: command.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const workerLog: string[] = [];
   let healthUrl: string | undefined;
   readline.createInterface({ input: worker.stderr }).on('line', (line) => workerLog.push(line));
@@ -88,7 +95,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     readline.createInterface({ input: worker.stdout }).on('line', (line) => {
       workerLog.push(line);
       healthUrl ??= /\bhealth: (http:\/\/\S+)/.exec(line)?.[1];
-      if (line.includes('worker registered')) resolve();
+      if (command.ready.test(line)) resolve();
     });
     worker.once('exit', (code) =>
       reject(new Error(`the worker exited (${code}) before it registered:\n${workerLog.slice(-30).join('\n')}`)),
