@@ -1,11 +1,11 @@
 import { MAX_LIST_LIMIT, DEFAULTS } from './defaults.js';
-import { checkCategory, checkKey, checkLimit, checkValue } from './labels.js';
+import { checkCategory, checkKey, checkLimit, checkQuery, checkValue } from './labels.js';
 import { clockTime } from './journal/clock.js';
-import { mergePending, newestPending, resolvePending, toMemory } from './overlay.js';
+import { mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
 import { rpc } from './rpc.js';
 import type { SaveSettingsInput, StoredSettings } from './settings/settings.js';
 import { RecentWrites, isUnreachable, liveTransport, type StoreState } from './store-state.js';
-import type { ListOptions, Memory, StoreReceipt, UserRef } from './types.js';
+import type { ListOptions, Memory, MemoryMatch, SearchOptions, StoreReceipt, UserRef } from './types.js';
 import { getSettings, revealSecrets, saveSettings } from './user-settings.js';
 import { writeOrJournal } from './write-or-journal.js';
 
@@ -101,6 +101,28 @@ export class UserMemory {
     return mergePending(rows, await this.#pending(), options.category)
       .slice(0, limit)
       .map(toMemory);
+  }
+
+  /**
+   * This user's memories that match a query, best first, each with its score: full-text search
+   * over key and value (any language: no stemming, words as written) fused with trigram similarity
+   * (typos, partial words, scripts without spaces). One round trip; the user's pending journal
+   * writes are laid over the results. An empty or too long query is INVALID_QUERY; operators of
+   * the full-text syntax in it are only punctuation.
+   */
+  async search(query: string, options: SearchOptions = {}): Promise<MemoryMatch[]> {
+    const text = checkQuery(query);
+    if (options.category !== undefined) checkCategory(options.category);
+    const limit = checkLimit(options.limit ?? DEFAULTS.searchLimit, 'limit', DEFAULTS.searchLimitMax);
+    const rows = await rpc(liveTransport(this.#state), 'memory_search', {
+      p_user_id: this.user.id,
+      p_query: text,
+      p_category: options.category ?? null,
+      p_limit: limit,
+    });
+    return mergePendingSearch(rows, await this.#pending(), text, options.category)
+      .slice(0, limit)
+      .map((row) => ({ ...toMemory(row), score: row.score }));
   }
 
   /**

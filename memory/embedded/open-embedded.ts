@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
+import { btree_gin } from '@electric-sql/pglite/contrib/btree_gin';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { MemoryError } from '../errors.js';
 import { createPgliteTransport } from '../transports/pglite.js';
 import { createPostgresTransport } from '../transports/postgres.js';
@@ -72,7 +74,8 @@ async function becomeOwner(dataDir: string, release: () => Promise<void>, serve:
   const location = `embedded ${dataDir}`;
   let db: PGlite;
   try {
-    db = await PGlite.create(path.join(dataDir, 'pgdata'));
+    // pg_trgm and btree_gin: memory_search's trigram matching and its per-user GIN indexes.
+    db = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: { pg_trgm, btree_gin } });
   } catch (error) {
     await release();
     throw new MemoryError('BACKEND_UNAVAILABLE', `cannot open the embedded database in ${dataDir}: ${String(error)}`, {

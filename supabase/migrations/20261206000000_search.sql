@@ -1,0 +1,164 @@
+-- livekit-user-memory: ranked search over one user's memories (memory_search).
+--
+-- Two signals, both available on every backend (PGlite ships pg_trgm and btree_gin as contrib
+-- extensions, Debian's PostgreSQL and Supabase have them):
+--  - full text over key and value with the language-neutral 'simple' configuration (names and
+--    non-English words are kept as written, lower-cased; the parser splits snake_case keys);
+--  - trigram word similarity (pg_trgm) per query word, for typos, partial words and scripts
+--    without spaces;
+-- fused by reciprocal rank fusion (score = sum of 1 / (60 + rank) over the two rankings).
+--
+-- Indexes lead with user_id (btree_gin makes uuid a GIN key), so a search reads this user's
+-- entries only and its cost does not grow with the number of users.
+--
+-- Every statement is idempotent, like the baseline's. The extensions go to schema `extensions`
+-- (Supabase's convention) unless they are installed already, wherever that is; the function and
+-- the trigram index name that schema explicitly, so the function keeps `search_path = ''`.
+
+create schema if not exists extensions;
+create extension if not exists pg_trgm with schema extensions;
+create extension if not exists btree_gin with schema extensions;
+
+do $$
+declare
+  trgm constant text := (select n.nspname from pg_catalog.pg_extension e
+                           join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+                          where e.extname = 'pg_trgm');
+  body text;
+begin
+  -- The service role calls memory_search, which is not SECURITY DEFINER: it needs to reach the
+  -- trigram functions and operators. Only the service role: anon and authenticated get nothing.
+  if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+    execute format('grant usage on schema %I to service_role', trgm);
+  end if;
+
+  -- The expressions here and in memory_search must be written identically for the planner to use
+  -- the indexes.
+  execute 'create index if not exists memories_search_fts_idx on public.memories using gin '
+          || '(user_id, (pg_catalog.to_tsvector(''pg_catalog.simple''::regconfig, key || '' '' || value)))';
+  execute format('create index if not exists memories_search_trgm_idx on public.memories using gin '
+                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops)', trgm);
+
+  body := $body$
+create or replace function public.memory_search(p_user_id uuid, p_query text, p_category text default null, p_limit integer default 10)
+returns table (category text, key text, value text, created_at timestamptz, updated_at timestamptz, clock text, score double precision)
+language plpgsql
+stable
+set search_path = ''
+set pg_trgm.word_similarity_threshold = 0.5
+-- The planner takes the trigram and full-text operators for cheap (cost 1, like =), so for a user
+-- with many memories it reads all of them through the user_id btree and evaluates the operator on
+-- each (about 100 ms at 10,000 memories) instead of asking the GIN indexes (a few ms). Operators
+-- priced nearer to what they cost make it choose the indexes; small users still go by btree.
+set cpu_operator_cost = 0.5
+as $fn$
+#variable_conflict use_column
+declare
+  lim constant integer := least(greatest(coalesce(p_limit, 10), 0), 100);
+  -- Candidates taken from each ranking before fusion.
+  pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 5, 50);
+  words text[];
+  tsq tsquery;
+  q tsquery;
+  w text;
+begin
+  if lim = 0 or p_query is null then
+    return;
+  end if;
+  -- The query's words as the index sees them: the 'simple' parser's lexemes (lower-case, snake_case
+  -- split), in order of first appearance, at most 16, without English function words (a question
+  -- such as "what is my dentist's name" would otherwise match everything) and single ASCII letters
+  -- or digits. Operators of the full-text syntax (& | ! <-> :*) are not words: the parser drops them.
+  select pg_catalog.array_agg(x.lexeme order by x.pos)
+    into words
+    from (select t.lexeme, pg_catalog.min(p.p) as pos
+            from pg_catalog.unnest(pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, pg_catalog.left(p_query, 4096))) t,
+                 pg_catalog.unnest(t.positions) p(p)
+           where pg_catalog.ts_lexize('pg_catalog.english_stem'::regdictionary, t.lexeme) is distinct from '{}'::text[]
+             and t.lexeme !~ '^[a-z0-9]$'
+           group by t.lexeme
+           order by pos
+           limit 16) x;
+  if words is null then
+    return;
+  end if;
+  -- Any of the words, each also as a prefix when it is plain letters and digits. Built from the
+  -- parser's lexemes, quoted: user text never reaches to_tsquery's syntax.
+  foreach w in array words loop
+    q := case when pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$'
+              then ('''' || w || ''':*')::tsquery
+              else pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w) end;
+    tsq := case when tsq is null then q else tsq || q end;
+  end loop;
+
+  return query
+  with fts as (
+    select m.category, m.key,
+           pg_catalog.row_number() over (
+             order by pg_catalog.ts_rank(pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value), tsq) desc,
+                      m.write_seq desc) as rnk
+      from public.memories m
+     where m.user_id = p_user_id
+       and (p_category is null or m.category = p_category)
+       and pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value) @@ tsq
+     order by rnk
+     limit pool),
+  trigram as (
+    select c.category, c.key, pg_catalog.sum(c.sim) as sim, pg_catalog.max(c.write_seq) as write_seq
+      from pg_catalog.unnest(words[1:8]) qw(word),
+           lateral (select m.category, m.key, m.write_seq,
+                           @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) as sim
+                      from public.memories m
+                     where m.user_id = p_user_id
+                       and (p_category is null or m.category = p_category)
+                       and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
+                     order by sim desc, m.write_seq desc
+                     limit pool) c
+     group by c.category, c.key),
+  trigram_ranked as (
+    select t.category, t.key, pg_catalog.row_number() over (order by t.sim desc, t.write_seq desc) as rnk
+      from trigram t
+     order by rnk
+     limit pool),
+  fused as (
+    select coalesce(f.category, t.category) as category, coalesce(f.key, t.key) as key,
+           coalesce(1.0 / (60 + f.rnk), 0) + coalesce(1.0 / (60 + t.rnk), 0) as score
+      from fts f
+      full join trigram_ranked t on t.category = f.category and t.key = f.key)
+  select m.category, m.key, m.value, m.created_at, m.updated_at, m.clock, fused.score::double precision
+    from fused
+    join public.memories m on m.user_id = p_user_id and m.category = fused.category and m.key = fused.key
+   order by fused.score desc, m.write_seq desc
+   limit lim;
+end;
+$fn$;
+$body$;
+  execute pg_catalog.replace(body, '@extschema@', pg_catalog.quote_ident(trgm));
+end $$;
+
+-- The schema's version (see the baseline).
+create or replace function public.memory_schema_version()
+returns text
+language sql
+immutable
+set search_path = ''
+as $$ select '20261206000000'::text $$;
+
+-- Function privileges, as in the baseline: nobody but the service role executes it.
+do $$
+declare
+  f constant text := 'public.memory_search(uuid, text, text, integer)';
+  r text;
+begin
+  execute format('revoke all on function %s from public', f);
+  foreach r in array array['anon', 'authenticated', 'service_role'] loop
+    if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
+      execute format('revoke all on function %s from %I', f, r);
+    end if;
+  end loop;
+  if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+    execute format('grant execute on function %s to service_role', f);
+  end if;
+end $$;
+
+notify pgrst, 'reload schema';
