@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryError, identityToUserId, type MemoryErrorCode, type MemoryStore } from '../../memory/index.js';
+import {
+  MemoryError,
+  identityToUserId,
+  type MemoryErrorCode,
+  type MemoryMatch,
+  type MemoryStore,
+} from '../../memory/index.js';
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
 import { describeSearchContract } from './search-contract.js';
@@ -411,7 +417,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
               'acme corp',
             ]);
             const filter = random() < 0.3 ? category : undefined;
-            let found;
+            let found: MemoryMatch[];
             try {
               found = await handle.search(query, { limit: 100, category: filter });
             } catch (error) {
