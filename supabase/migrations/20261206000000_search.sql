@@ -136,6 +136,34 @@ $body$;
   execute pg_catalog.replace(body, '@extschema@', pg_catalog.quote_ident(trgm));
 end $$;
 
+-- Store many memories of one user at once, all or none (`lk-memory import`): one statement, so one
+-- transaction; each is an online write exactly as memory_store makes it. p_memories is a JSON array
+-- of {category, key, value}, validated by the caller like every write (and by the table's checks).
+-- Returns how many were stored.
+create or replace function public.memory_store_many(p_user_id uuid, p_memories jsonb)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  e record;
+  n integer := 0;
+begin
+  if pg_catalog.jsonb_typeof(p_memories) is distinct from 'array' then
+    raise exception 'memory_store_many expects a JSON array' using errcode = '22023';
+  end if;
+  for e in select x.category, x.key, x.value
+             from pg_catalog.jsonb_to_recordset(p_memories) as x(category text, key text, value text) loop
+    if e.category is null or e.key is null or e.value is null then
+      raise exception 'memory_store_many: every entry needs category, key and value' using errcode = '22023';
+    end if;
+    perform public.memory_store(p_user_id, e.category, e.key, e.value, null);
+    n := n + 1;
+  end loop;
+  return n;
+end;
+$$;
+
 -- The schema's version (see the baseline).
 create or replace function public.memory_schema_version()
 returns text
@@ -147,18 +175,20 @@ as $$ select '20261206000000'::text $$;
 -- Function privileges, as in the baseline: nobody but the service role executes it.
 do $$
 declare
-  f constant text := 'public.memory_search(uuid, text, text, integer)';
+  f text;
   r text;
 begin
-  execute format('revoke all on function %s from public', f);
-  foreach r in array array['anon', 'authenticated', 'service_role'] loop
-    if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
-      execute format('revoke all on function %s from %I', f, r);
+  foreach f in array array['public.memory_search(uuid, text, text, integer)', 'public.memory_store_many(uuid, jsonb)'] loop
+    execute format('revoke all on function %s from public', f);
+    foreach r in array array['anon', 'authenticated', 'service_role'] loop
+      if exists (select 1 from pg_catalog.pg_roles where rolname = r) then
+        execute format('revoke all on function %s from %I', f, r);
+      end if;
+    end loop;
+    if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
+      execute format('grant execute on function %s to service_role', f);
     end if;
   end loop;
-  if exists (select 1 from pg_catalog.pg_roles where rolname = 'service_role') then
-    execute format('grant execute on function %s to service_role', f);
-  end if;
 end $$;
 
 notify pgrst, 'reload schema';

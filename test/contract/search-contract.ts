@@ -109,6 +109,52 @@ export function describeSearchContract(get: () => BackendUnderTest): void {
       expect(await bob.search('bicycle')).toEqual([]);
     });
 
+    it('storeMany stores all or none, in one statement', async () => {
+      const memory = get().memory;
+      const erin = await user('store-many');
+      const before = memory.statementCount;
+      expect(
+        await erin.storeMany([
+          { category: 'FACT', key: 'a', value: 'one' },
+          { category: 'TASK', key: 'b', value: 'two' },
+        ]),
+      ).toBe(2);
+      expect(memory.statementCount - before).toBe(1);
+      expect((await erin.search('two'))[0]?.key).toBe('b');
+      const bad: Array<[Array<{ category: string; key: string; value: string }>, MemoryErrorCode]> = [
+        [
+          [
+            { category: 'FACT', key: 'c', value: 'x' },
+            { category: 'fact', key: 'd', value: 'y' },
+          ],
+          'INVALID_CATEGORY',
+        ],
+        [
+          [
+            { category: 'FACT', key: 'c', value: 'x' },
+            { category: 'FACT', key: 'c', value: 'y' },
+          ],
+          'INVALID_KEY',
+        ],
+        [[{ category: 'FACT', key: 'c', value: 'x'.repeat(16 * 1024 + 1) }], 'INVALID_VALUE'],
+      ];
+      for (const [entries, code] of bad) expect(await codeOf(() => erin.storeMany(entries))).toBe(code);
+      // Refused by the database after the checks (a user never provisioned): nothing is left behind.
+      const ghost = memory.forIdentity(fresh('ghost-many'));
+      expect(await codeOf(() => ghost.storeMany([{ category: 'FACT', key: 'c', value: 'x' }]))).toBe(
+        'USER_NOT_PROVISIONED',
+      );
+      // A later entry that the table refuses undoes the earlier ones of the same call.
+      await expect(
+        get().sql(
+          `select public.memory_store_many($1, '[{"category":"FACT","key":"e","value":"x"},{"category":"bad","key":"f","value":"y"}]'::jsonb)`,
+          [erin.user.id],
+        ),
+      ).rejects.toThrow();
+      expect((await erin.list()).map((m) => m.key).sort()).toEqual(['a', 'b']);
+      expect(await get().sql('select 1 from public.memories where user_id = $1', [ghost.user.id])).toEqual([]);
+    });
+
     it('bad input is a typed error before the database, or a safe search: never a database error', async () => {
       const carol = await user('search-carol', [['FACT', 'pet', 'a cat called Miso']]);
       const memory = get().memory;
