@@ -160,8 +160,8 @@ export class UserMemory {
    * transaction. Needs the database (no journal): returns how many were stored.
    */
   async storeMany(entries: ReadonlyArray<{ category: string; key: string; value: string }>): Promise<number> {
-    if (!Array.isArray(entries as unknown))
-      throw new MemoryError('INVALID_VALUE', 'storeMany expects an array of memories');
+    const given: unknown = entries;
+    if (!Array.isArray(given)) throw new MemoryError('INVALID_VALUE', 'storeMany expects an array of memories');
     if (entries.length > MAX_STORE_MANY) {
       throw new MemoryError('INVALID_OPTION', `at most ${MAX_STORE_MANY} memories at once, got ${entries.length}`);
     }
