@@ -45,7 +45,7 @@ returns table (category text, key text, value text, created_at timestamptz, upda
 language plpgsql
 stable
 set search_path = ''
-set pg_trgm.word_similarity_threshold = 0.5
+set pg_trgm.word_similarity_threshold = 0.3
 -- The planner takes the trigram and full-text operators for cheap (cost 1, like =), so for a user
 -- with many memories it reads all of them through the user_id btree and evaluates the operator on
 -- each (about 100 ms at 10,000 memories) instead of asking the GIN indexes (a few ms). Operators
@@ -56,7 +56,9 @@ as $fn$
 declare
   lim constant integer := least(greatest(coalesce(p_limit, 10), 0), 100);
   -- Candidates taken from each ranking before fusion.
-  pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 5, 50);
+  pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 3, 30);
+  -- Memories taken per query word from the trigram index.
+  per_word constant integer := 20;
   words text[];
   tsq tsquery;
   q tsquery;
@@ -103,21 +105,46 @@ begin
        and pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value) @@ tsq
      order by rnk
      limit pool),
-  trigram as (
-    select c.category, c.key, pg_catalog.sum(c.sim) as sim, pg_catalog.max(c.write_seq) as write_seq
+  -- Candidates of the trigram ranking: the full-text ones, and for each word the memories most
+  -- similar to it (the GIN index), plus, for a word in a script written without spaces (Japanese,
+  -- Chinese, Korean), the memories that contain it (a 2-character name has no trigram to look up).
+  candidates as (
+    select f.category, f.key from fts f
+    union
+    select c.category, c.key
       from pg_catalog.unnest(words[1:8]) qw(word),
-           lateral (select m.category, m.key, m.write_seq,
-                           @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) as sim
+           lateral (select m.category, m.key
                       from public.memories m
                      where m.user_id = p_user_id
                        and (p_category is null or m.category = p_category)
                        and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
-                     order by sim desc, m.write_seq desc
-                     limit pool) c
-     group by c.category, c.key),
+                     order by @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) desc, m.write_seq desc
+                     limit per_word) c
+    union
+    select c.category, c.key
+      from pg_catalog.unnest(words[1:8]) qw(word),
+           lateral (select m.category, m.key
+                      from public.memories m
+                     where qw.word ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]'
+                       and m.user_id = p_user_id
+                       and (p_category is null or m.category = p_category)
+                       and pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), qw.word) > 0
+                     order by m.write_seq desc
+                     limit per_word) c),
+  -- Every candidate scored alike: for each word, its similarity to the memory's text (1 when the
+  -- text contains it), counted from the threshold up, summed over the words.
+  trigram as (
+    select m.category, m.key, m.write_seq,
+           (select pg_catalog.sum(case when x.sim >= 0.3 then x.sim else 0 end)
+              from (select greatest(@extschema@.word_similarity(w.word, m.key || ' ' || m.value),
+                                    case when pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), w.word) > 0 then 1 else 0 end) as sim
+                      from pg_catalog.unnest(words[1:8]) w(word)) x) as sim
+      from candidates c
+      join public.memories m on m.user_id = p_user_id and m.category = c.category and m.key = c.key),
   trigram_ranked as (
     select t.category, t.key, pg_catalog.row_number() over (order by t.sim desc, t.write_seq desc) as rnk
       from trigram t
+     where t.sim > 0
      order by rnk
      limit pool),
   fused as (
