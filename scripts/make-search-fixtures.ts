@@ -1,5 +1,5 @@
 /**
- * npm run fixtures:search: writes test/fixtures/search/{memories,queries}.json, the data set on
+ * npx tsx scripts/make-search-fixtures.ts: writes test/fixtures/search/{memories,queries}.json, the data set on
  * which search quality (recall@5) is measured by test/quality/search-quality.test.ts and by the
  * benchmark. Deterministic: the same script always writes the same files (a seeded PRNG, no clock).
  *
