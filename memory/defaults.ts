@@ -17,6 +17,9 @@ export const DEFAULTS = {
   /** Memories returned by list(). */
   listLimit: 100,
   listLimitMax: 10_000,
+  /** Matches returned by search(). */
+  searchLimit: 10,
+  searchLimitMax: 100,
   /** One database call gives up after this long (then TIMEOUT; writes go to the journal). */
   timeoutMs: 5_000,
   /** PostgreSQL pool size per process: a voice session rarely has two queries in flight. */

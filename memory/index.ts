@@ -4,8 +4,10 @@ export {
   CATEGORY_PATTERN,
   DEFAULT_MAX_VALUE_BYTES,
   MAX_KEY_CHARS,
+  MAX_QUERY_CHARS,
   checkCategory,
   checkKey,
+  checkQuery,
   checkValue,
 } from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
@@ -46,7 +48,17 @@ export { maskSecret, type StoredSettings, type SaveSettingsInput } from './setti
 export { UserMemory } from './user-memory.js';
 export { migrate, migrationStatus, loadMigrations, type Migration, type MigrationResult } from './migrations/index.js';
 export type { EmbeddedRole } from './embedded/open-embedded.js';
-export type { User, UserRef, Memory, SessionStart, StartSessionOptions, ListOptions, StoreReceipt } from './types.js';
+export type {
+  User,
+  UserRef,
+  Memory,
+  MemoryMatch,
+  SessionStart,
+  StartSessionOptions,
+  ListOptions,
+  SearchOptions,
+  StoreReceipt,
+} from './types.js';
 export { WriteClock, clockTime, isWriteClock } from './journal/clock.js';
 export {
   Journal,

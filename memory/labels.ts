@@ -67,3 +67,34 @@ export function checkLimit(limit: unknown, name: string, max: number): number {
   }
   return limit;
 }
+
+/** Longest search query, in characters (a turn's text is cut to this by the recall helper). */
+export const MAX_QUERY_CHARS = 4096;
+
+// Control characters of a query (line breaks of a turn's text, NUL, escapes) separate words.
+const QUERY_CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * A search query: text of 1 to MAX_QUERY_CHARS characters with something besides spaces and
+ * control characters, which become spaces. Returns the query as it is searched. The full-text
+ * syntax means nothing here: the database takes words out of it, never operators.
+ */
+export function checkQuery(query: unknown): string {
+  if (typeof query !== 'string') {
+    throw new MemoryError('INVALID_QUERY', `the search query must be a string, got ${typeof query}`);
+  }
+  if (!query.isWellFormed()) {
+    throw new MemoryError('INVALID_QUERY', 'the search query is not valid UTF-16 (it holds a lone surrogate)');
+  }
+  if (query.length > MAX_QUERY_CHARS) {
+    throw new MemoryError(
+      'INVALID_QUERY',
+      `the search query is ${query.length} characters; the limit is ${MAX_QUERY_CHARS}: search with the few words that matter`,
+    );
+  }
+  const cleaned = query.replace(QUERY_CONTROL_CHARS, ' ').trim();
+  if (cleaned.length === 0) {
+    throw new MemoryError('INVALID_QUERY', 'the search query is empty: give the words to look for');
+  }
+  return cleaned;
+}

@@ -73,3 +73,67 @@ export function mergePending(rows: MemoryRow[], pending: readonly JournalOp[], c
   const newestFirst = overlay.filter(current).sort((a, b) => (a.clock < b.clock ? 1 : -1));
   return [...newestFirst, ...rows.filter(current)];
 }
+
+/** The words of a query as a pending write is matched against it: runs of letters and digits, lower-case. */
+export function queryWords(query: string): string[] {
+  return [...new Set(query.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [])];
+}
+
+/**
+ * Search results with the user's pending journal writes laid over them, by the rule of the other
+ * reads (the greater clock wins): a pending deletion removes a result, a pending store replaces
+ * its value, and a pending store of a key the database does not have yet is a result when the
+ * query's words occur in its key or value. A replaced value that no longer holds any of the words
+ * is dropped. Pending matches are scored by the share of the words they hold, on the scale of the
+ * database's fused ranks (a match at the top of both rankings scores 2/61).
+ */
+export function mergePendingSearch<R extends MemoryRow & { score: number }>(
+  rows: R[],
+  pending: readonly JournalOp[],
+  query: string,
+  category?: string,
+): Array<MemoryRow & { score: number }> {
+  if (pending.length === 0) return rows;
+  const words = queryWords(query);
+  const share = (key: string, value: string) => {
+    if (words.length === 0) return 0;
+    const text = `${key.replace(/_/g, ' ')} ${value}`.toLowerCase();
+    return words.filter((w) => text.includes(w)).length / words.length;
+  };
+  const slot = (c: string, k: string) => `${c}\u0000${k}`;
+  const newest = new Map<string, MemoryOp>();
+  for (const op of pending) {
+    if (op.op === 'settings' || (category && op.category !== category)) continue;
+    const s = slot(op.category, op.key);
+    const known = newest.get(s);
+    if (!known || op.clock > known.clock) newest.set(s, op);
+  }
+  const out: Array<MemoryRow & { score: number }> = [];
+  for (const row of rows) {
+    const op = newest.get(slot(row.category, row.key));
+    newest.delete(slot(row.category, row.key));
+    if (!op || (row.clock && row.clock >= op.clock)) {
+      out.push(row);
+      continue;
+    }
+    if (op.op === 'forget' || share(op.key, op.value) === 0) continue;
+    const at = clockTime(op.clock);
+    out.push({ ...row, value: op.value, updated_at: at, clock: op.clock });
+  }
+  for (const op of newest.values()) {
+    if (op.op !== 'store') continue;
+    const matched = share(op.key, op.value);
+    if (matched === 0) continue;
+    const at = clockTime(op.clock);
+    out.push({
+      category: op.category,
+      key: op.key,
+      value: op.value,
+      created_at: at,
+      updated_at: at,
+      clock: op.clock,
+      score: (2 / 61) * matched,
+    });
+  }
+  return out.sort((a, b) => b.score - a.score);
+}

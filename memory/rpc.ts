@@ -83,8 +83,15 @@ export const RPC = {
     result: z.object({ value: z.string().nullable(), clock: z.string().nullable(), deleted: z.string().nullable() }),
   },
   memory_list: { shape: 'rows', result: z.array(MemoryRowJson) },
+  memory_search: {
+    shape: 'rows',
+    result: z.array(
+      MemoryRowJson.extend({ clock: z.string(), score: z.union([z.number(), z.string()]).transform(Number) }),
+    ),
+  },
   memory_forget: { shape: 'value', result: z.object({ existed: z.boolean(), clock: z.string() }) },
   memory_forget_all: { shape: 'value', result: count },
+  memory_store_many: { shape: 'value', result: count },
   memory_save_settings: { shape: 'value', result: SettingsJson },
   memory_get_settings: { shape: 'value', result: SettingsJson.nullable() },
   memory_audit: { shape: 'value', result: z.unknown() },
@@ -141,8 +148,10 @@ export interface RpcArgs {
   memory_retrieve: { p_user_id: Uuid; p_category: string; p_key: string };
   memory_get: { p_user_id: Uuid; p_category: string; p_key: string };
   memory_list: { p_user_id: Uuid; p_category: string | null; p_limit: number };
+  memory_search: { p_user_id: Uuid; p_query: string; p_category: string | null; p_limit: number };
   memory_forget: { p_user_id: Uuid; p_category: string; p_key: string; p_clock: Clock };
   memory_forget_all: { p_user_id: Uuid };
+  memory_store_many: { p_user_id: Uuid; p_memories: JsonArg };
   memory_save_settings: {
     p_user_id: Uuid;
     p_tenant_id: string;

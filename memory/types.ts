@@ -47,6 +47,18 @@ export interface ListOptions {
   limit?: number;
 }
 
+export interface SearchOptions {
+  /** At most this many matches (default 10, at most 100). */
+  limit?: number;
+  /** Only memories of this category. */
+  category?: string;
+}
+
+/** A memory found by search, with its relevance: higher is better, comparable within one search only. */
+export interface MemoryMatch extends Memory {
+  score: number;
+}
+
 /** What a store call reports back. */
 export interface StoreReceipt {
   category: string;

@@ -1,15 +1,20 @@
 import { MAX_LIST_LIMIT, DEFAULTS } from './defaults.js';
-import { checkCategory, checkKey, checkLimit, checkValue } from './labels.js';
+import { checkCategory, checkKey, checkLimit, checkQuery, checkValue } from './labels.js';
 import { clockTime } from './journal/clock.js';
-import { mergePending, newestPending, resolvePending, toMemory } from './overlay.js';
+import { mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
+import { MemoryError } from './errors.js';
 import { rpc } from './rpc.js';
+import { jsonArg } from './transports/call.js';
 import type { SaveSettingsInput, StoredSettings } from './settings/settings.js';
 import { RecentWrites, isUnreachable, liveTransport, type StoreState } from './store-state.js';
-import type { ListOptions, Memory, StoreReceipt, UserRef } from './types.js';
+import type { ListOptions, Memory, MemoryMatch, SearchOptions, StoreReceipt, UserRef } from './types.js';
 import { getSettings, revealSecrets, saveSettings } from './user-settings.js';
 import { writeOrJournal } from './write-or-journal.js';
 
 export { MAX_LIST_LIMIT };
+
+/** Most memories one storeMany call takes. */
+export const MAX_STORE_MANY = 10_000;
 
 /**
  * One user's memories. The user is fixed when the handle is made and no method takes a user id:
@@ -104,6 +109,28 @@ export class UserMemory {
   }
 
   /**
+   * This user's memories that match a query, best first, each with its score: full-text search
+   * over key and value (any language: no stemming, words as written) fused with trigram similarity
+   * (typos, partial words, scripts without spaces). One round trip; the user's pending journal
+   * writes are laid over the results. An empty or too long query is INVALID_QUERY; operators of
+   * the full-text syntax in it are only punctuation.
+   */
+  async search(query: string, options: SearchOptions = {}): Promise<MemoryMatch[]> {
+    const text = checkQuery(query);
+    if (options.category !== undefined) checkCategory(options.category);
+    const limit = checkLimit(options.limit ?? DEFAULTS.searchLimit, 'limit', DEFAULTS.searchLimitMax);
+    const rows = await rpc(liveTransport(this.#state), 'memory_search', {
+      p_user_id: this.user.id,
+      p_query: text,
+      p_category: options.category ?? null,
+      p_limit: limit,
+    });
+    return mergePendingSearch(rows, await this.#pending(), text, options.category)
+      .slice(0, limit)
+      .map((row) => ({ ...toMemory(row), score: row.score }));
+  }
+
+  /**
    * Delete one memory; true if it existed. While the database is unreachable the deletion is
    * journaled (durable) and true is returned: it will be applied when the database is back.
    */
@@ -125,6 +152,45 @@ export class UserMemory {
     this.#state.recent.note(this.#slot(category, key), written.result.clock);
     // A pending store older than this deletion was deleted too, as far as the user can tell.
     return written.result.existed || newestPending(await this.#pending(), category, key)?.op === 'store';
+  }
+
+  /**
+   * Store many memories at once, all or none: every entry is validated like a store (a bad one is
+   * a typed error naming its index, and nothing is sent), then one database call stores them in one
+   * transaction. Needs the database (no journal): returns how many were stored.
+   */
+  async storeMany(entries: ReadonlyArray<{ category: string; key: string; value: string }>): Promise<number> {
+    const given: unknown = entries;
+    if (!Array.isArray(given)) throw new MemoryError('INVALID_VALUE', 'storeMany expects an array of memories');
+    if (entries.length > MAX_STORE_MANY) {
+      throw new MemoryError('INVALID_OPTION', `at most ${MAX_STORE_MANY} memories at once, got ${entries.length}`);
+    }
+    const seen = new Set<string>();
+    const memories = entries.map((entry, i) => {
+      try {
+        if (typeof (entry as unknown) !== 'object' || (entry as unknown) === null) {
+          throw new MemoryError('INVALID_VALUE', 'expected an object {category, key, value}');
+        }
+        this.checkStore(entry.category, entry.key, entry.value);
+      } catch (error) {
+        if (!(error instanceof MemoryError)) throw error;
+        throw new MemoryError(error.code, `memory ${i}: ${error.message}`, { cause: error });
+      }
+      const slot = RecentWrites.slot(this.user.id, entry.category, entry.key);
+      if (seen.has(slot)) {
+        throw new MemoryError(
+          'INVALID_KEY',
+          `memory ${i}: ${entry.category}/${JSON.stringify(entry.key)} appears twice`,
+        );
+      }
+      seen.add(slot);
+      return { category: entry.category, key: entry.key, value: entry.value };
+    });
+    if (memories.length === 0) return 0;
+    return rpc(liveTransport(this.#state), 'memory_store_many', {
+      p_user_id: this.user.id,
+      p_memories: jsonArg(memories),
+    });
   }
 
   /** Delete all of this user's memories; returns how many there were. */

@@ -26,6 +26,7 @@ export {
 } from './identity.js';
 export {
   renderMemoryBlock,
+  memoryBlockLine,
   quoteMemoryText,
   MEMORY_BLOCK_OPEN,
   MEMORY_BLOCK_CLOSE,
@@ -52,3 +53,16 @@ export {
   type UserMemoryFailed,
   type UserMemoryLate,
 } from './session.js';
+export {
+  recallForTurn,
+  recallMemoriesForTurn,
+  renderRecalled,
+  DEFAULT_RECALL_BUDGET_MS,
+  DEFAULT_RECALL_LIMIT,
+  DEFAULT_RECALL_MAX_CHARS,
+  RECALL_BLOCK_OPEN,
+  RECALL_BLOCK_CLOSE,
+  type RecallOptions,
+  type RecallOutcome,
+  type Searchable,
+} from './recall.js';

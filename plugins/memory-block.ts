@@ -26,7 +26,8 @@ export function quoteMemoryText(text: string): string {
   );
 }
 
-function line(memory: Memory): string {
+/** One memory as a line of a delimited block: category, then key and value quoted by quoteMemoryText. */
+export function memoryBlockLine(memory: Pick<Memory, 'category' | 'key' | 'value'>): string {
   return `- ${memory.category} ${quoteMemoryText(memory.key)}: ${quoteMemoryText(memory.value)}`;
 }
 
@@ -44,7 +45,7 @@ export function renderMemoryBlock(memories: readonly Memory[], options: MemoryBl
   const lines: string[] = [];
   let used = head.length + tail.length;
   for (const memory of memories.slice(0, maxEntries)) {
-    const next = `${line(memory)}\n`;
+    const next = `${memoryBlockLine(memory)}\n`;
     // Room is kept for the "more not shown" note so the bound holds even when it is added.
     if (used + next.length + 40 > maxChars) break;
     lines.push(next);

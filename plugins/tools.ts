@@ -10,6 +10,8 @@ export interface MemoryToolsOptions {
   categories?: readonly string[];
   /** How many memories list_memories returns at most (default 50). */
   listLimit?: number;
+  /** How many matches search_memories returns at most (default 5). */
+  searchLimit?: number;
   /**
    * How long a tool waits for the database, in milliseconds (default 3000). After that the model gets
    * a sentence saying memory is slow; the call itself is not cancelled and may still complete.
@@ -34,7 +36,7 @@ export interface MemoryToolCall {
 export const DEFAULT_TOOL_TIMEOUT_MS = 3000;
 
 /** The names the model sees. */
-export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories'] as const;
+export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories', 'search_memories'] as const;
 
 /**
  * A failure becomes a sentence for the model, never an exception: an exception would end the
@@ -105,6 +107,7 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
   const category = z.enum(categories as [string, ...string[]]).describe('What kind of memory this is.');
   const key = z.string().describe('A short, stable snake_case name for the memory, e.g. favorite_color.');
   const listLimit = options.listLimit ?? 50;
+  const searchLimit = options.searchLimit ?? 5;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
   if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
     throw new RangeError(`timeoutMs must be a number of milliseconds > 0 (or Infinity), not ${String(timeoutMs)}`);
@@ -188,6 +191,20 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
           },
           observed('list_memories'),
         ),
+    }),
+    search_memories: llm.tool({
+      description:
+        'Search what is remembered about the user by words, when you do not know the exact category and key ' +
+        '(e.g. "dentist", "birthday", "wife\'s name"). Answers the best matches, best first.',
+      parameters: z.object({ query: z.string().describe('A few words to look for, in any language.') }),
+      execute: ({ query }) =>
+        answer(`search memories for ${quoteMemoryText(query.slice(0, 200))}`, 'read', timeoutMs, async () => {
+          const matches = await handle.search(query, { limit: searchLimit });
+          if (matches.length === 0) return `Nothing stored for this user matches ${quoteMemoryText(query)}.`;
+          return matches
+            .map((m, i) => `${i + 1}. ${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`)
+            .join('\n');
+        }),
     }),
   };
 }

@@ -10,13 +10,15 @@ import { PostgresStore } from '@langchain/langgraph-checkpoint-postgres/store';
 import pg from 'pg';
 import { openMemory, type MemoryStore } from '../memory/index.js';
 import { transportOf } from '../memory/store.js';
+import { benchSearch } from './bench/search.js';
 
 const HELP = `Usage: npm run bench [-- options]
 
 Measures the memory layer against the targets in DESIGN.md and prints a table:
 session start latency and round trips, store/retrieve latency, throughput side by side with
 LangGraph's PostgresStore on the same PostgreSQL, a user with 100,000 memories against one with
-10, and 1,000 sessions starting at once.
+10, 1,000 sessions starting at once, and search (latency by memory count, recall@5, per-turn
+recall).
 
 With --voice it measures voice turns instead (see below).
 
@@ -25,6 +27,9 @@ Options:
   --backends <list>   comma-separated: postgres, embedded, embedded-socket (default: all three)
   --database-url <u>  PostgreSQL server to create a scratch database on
                       (default: $DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
+  --only <section>    core (the figures above) or search (search p50/p95 at 10, 1,000 and
+                      10,000 memories with 100 other users, recall@5, per-turn recall);
+                      default: both
   --json <file>       also write the results as JSON
   -h, --help          this text
 
@@ -49,6 +54,7 @@ const { values: args } = parseArgs({
     voice: { type: 'boolean' },
     turns: { type: 'string', default: '24' },
     stt: { type: 'string', default: 'realtime,http' },
+    only: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -89,6 +95,11 @@ if (args.voice) {
 const ITERATIONS = Number(args.iterations);
 if (!Number.isInteger(ITERATIONS) || ITERATIONS < 10) {
   process.stderr.write('bench: --iterations must be a whole number of at least 10\n');
+  process.exit(2);
+}
+const SECTIONS = args.only ? [args.only] : ['core', 'search'];
+if (SECTIONS.some((s) => s !== 'core' && s !== 'search')) {
+  process.stderr.write('bench: --only must be core or search\n');
   process.exit(2);
 }
 const ADMIN_URL = args['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -166,6 +177,10 @@ const fmt = (ms: number) => ms.toFixed(3);
 async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: string): Promise<void> {
   log(`\n[${name}] ${memory.backend.location}`);
   const row: Row = {};
+  results[name] = row;
+  if (SECTIONS.includes('search') && name !== 'embedded-socket')
+    Object.assign(row, await benchSearch(name, memory, log));
+  if (!SECTIONS.includes('core')) return;
   const alice = memory.forUser((await memory.startSession('bench-alice@example.com')).user);
   for (let i = 0; i < 10; i += 1) await alice.store('FACT', `fact-${i}`, `value ${i}`);
 
@@ -254,7 +269,6 @@ async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: stri
   const firsts = settled.filter((s, i) => i < 100 && s.status === 'fulfilled' && s.value.firstSession).length;
   row['1,000 sessions: errors / wrong user / rows for the shared identity / first sessions'] =
     `${failures} / ${wrongUser} / ${sameRows[0]!.n} / ${firsts}`;
-  results[name] = row;
 }
 
 const backends = args.backends.split(',').map((b) => b.trim());

@@ -81,12 +81,14 @@ async function becomeOwner(dataDir: string, release: () => Promise<void>, serve:
   const location = `embedded ${dataDir}`;
   let db: PGlite;
   try {
-    const { PGlite } = await importOptional(
-      '@electric-sql/pglite',
-      'the embedded database (no DATABASE_URL)',
-      () => import('@electric-sql/pglite'),
-    );
-    db = await PGlite.create(path.join(dataDir, 'pgdata'));
+    const what = 'the embedded database (no DATABASE_URL)';
+    const { PGlite } = await importOptional('@electric-sql/pglite', what, () => import('@electric-sql/pglite'));
+    // pg_trgm and btree_gin: memory_search's trigram matching and its per-user GIN indexes.
+    const [{ pg_trgm }, { btree_gin }] = await Promise.all([
+      importOptional('@electric-sql/pglite', what, () => import('@electric-sql/pglite/contrib/pg_trgm')),
+      importOptional('@electric-sql/pglite', what, () => import('@electric-sql/pglite/contrib/btree_gin')),
+    ]);
+    db = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: { pg_trgm, btree_gin } });
   } catch (error) {
     await release();
     if (error instanceof MemoryError) throw error;

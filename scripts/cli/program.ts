@@ -1,5 +1,16 @@
 import { Command, CommanderError } from 'commander';
-import { DNS_NAMESPACE, identityToUserId, isMemoryError, redactText, secretsOf } from '../../memory/index.js';
+import fs from 'node:fs';
+import { InvalidArgumentError } from 'commander';
+import {
+  DNS_NAMESPACE,
+  MemoryError,
+  checkQuery,
+  identityToUserId,
+  isMemoryError,
+  loadMemoryConfig,
+  redactText,
+  secretsOf,
+} from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
 import {
   Outcome,
@@ -17,6 +28,42 @@ import { humanText, memoryJson, memoryLine } from './format.js';
 import { registerSettingsCommands } from './settings-commands.js';
 
 export type { CliIo } from './context.js';
+
+function parseSearchLimit(text: string): number {
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > 100)
+    throw new InvalidArgumentError('expected a whole number from 1 to 100');
+  return limit;
+}
+
+/** The file of `import`: a JSON array of {category, key, value} with string fields and nothing else. */
+function readImportFile(file: string): Array<{ category: string; key: string; value: string }> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new MemoryError('INVALID_VALUE', `${file} is not a readable JSON file: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(parsed)) {
+    throw new MemoryError('INVALID_VALUE', `${file} must hold a JSON array of {"category", "key", "value"} objects`);
+  }
+  return parsed.map((entry: unknown, i) => {
+    const fields = typeof entry === 'object' && entry !== null && !Array.isArray(entry) ? Object.keys(entry) : [];
+    const e = entry as Record<string, unknown>;
+    if (
+      fields.length !== 3 ||
+      typeof e.category !== 'string' ||
+      typeof e.key !== 'string' ||
+      typeof e.value !== 'string'
+    ) {
+      throw new MemoryError(
+        'INVALID_VALUE',
+        `${file}: entry ${i} must be an object with exactly the string fields category, key and value`,
+      );
+    }
+    return { category: e.category, key: e.key, value: e.value };
+  });
+}
 
 export function buildProgram(io: CliIo, outcome: Outcome): Command {
   const program = new Command('lk-memory')
@@ -123,6 +170,73 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
         }
       },
     );
+
+  program
+    .command('search')
+    .description(
+      "search an identity's memories by words, best first (tab-separated: category, key, value, updated, score); typos and partial words match too",
+    )
+    .argument('<identity>', 'participant identity')
+    .argument('<query>', 'words to look for, in any language')
+    .option('--category <category>', 'only this category')
+    .option('--limit <n>', 'at most this many (1 to 100)', parseSearchLimit, 10)
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        identity: string,
+        query: string,
+        options: { category?: string; limit: number; json?: boolean },
+        command: Command,
+      ) => {
+        precheck(command, io, { identity, category: options.category });
+        checkQuery(query);
+        const matches = await withMemory(command, io, (memory) =>
+          memory.forIdentity(identity).search(query, { category: options.category, limit: options.limit }),
+        );
+        if (options.json) {
+          io.stdout(
+            `${JSON.stringify(
+              matches.map((m) => ({ ...memoryJson(m), score: m.score })),
+              null,
+              2,
+            )}\n`,
+          );
+        } else {
+          for (const match of matches) io.stdout(`${memoryLine(match)}\t${match.score.toFixed(6)}\n`);
+        }
+      },
+    );
+
+  program
+    .command('import')
+    .description(
+      'store the memories of a JSON file (an array of {"category", "key", "value"}) for an identity, all or none: ' +
+        'every entry is checked like a store first, and one bad entry means nothing is written',
+    )
+    .argument('<identity>', 'participant identity')
+    .argument('<file>', 'JSON file, e.g. [{"category":"FACT","key":"home_city","value":"Lisbon"}]')
+    .action(async (identity: string, file: string, _options, command: Command) => {
+      precheck(command, io, { identity });
+      const entries = readImportFile(file);
+      // Every entry is checked like a store before anything is opened: a bad file exits 2 and
+      // writes nothing, whatever the backend's state.
+      entries.forEach((entry, i) => {
+        try {
+          precheck(command, io, { identity, ...entry });
+        } catch (error) {
+          if (error instanceof MemoryError) throw new MemoryError(error.code, `${file}: entry ${i}: ${error.message}`);
+          throw error;
+        }
+      });
+      const stored = await withMemory(command, io, async (memory) => {
+        await memory.provision(identity);
+        return memory.forIdentity(identity).storeMany(entries);
+      });
+      say(
+        io,
+        `imported ${stored} memor${stored === 1 ? 'y' : 'ies'} for ${identity} (${identityToUserId(identity, command.optsWithGlobals<GlobalOptions>().namespace ?? loadMemoryConfig(io.env).namespace)})\n`,
+      );
+    });
 
   program
     .command('forget')

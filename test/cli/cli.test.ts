@@ -19,6 +19,8 @@ const COMMANDS = [
   'store',
   'retrieve',
   'list',
+  'search',
+  'import',
   'forget',
   'migrate',
   'settings',
@@ -78,6 +80,80 @@ describe('lk-memory', () => {
   });
 
   for (const backend of ['embedded', 'postgres'] as const) {
+    it(`imports a file all or none, and searches, on ${backend}`, async () => {
+      const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
+      const file = (name: string, content: unknown) => {
+        const where = `${dataDir}-${backend}-${name}.json`;
+        fs.writeFileSync(where, typeof content === 'string' ? content : JSON.stringify(content));
+        return where;
+      };
+      const good = file('good', [
+        { category: 'PERSONAL', key: 'dentist_name', value: 'Dr. Müller' },
+        { category: 'PREFERENCE', key: 'favorite_color', value: 'teal\u001b[31m' },
+        { category: 'FACT', key: 'home_city', value: 'Lisbon' },
+      ]);
+      const imported = await cli(['import', 'imp@example.com', good], env);
+      expect(imported).toMatchObject({ code: 0, stderr: '' });
+      expect(imported.stdout).toMatch(/^imported 3 memories for imp@example.com \(/);
+
+      // One bad entry anywhere: exit 2, nothing written.
+      const bad = [
+        file('bad-category', [
+          { category: 'FACT', key: 'pet', value: 'cat' },
+          { category: 'fact', key: 'x', value: 'y' },
+        ]),
+        file('bad-key', [
+          { category: 'FACT', key: 'pet', value: 'cat' },
+          { category: 'FACT', key: 'line\nbreak', value: 'y' },
+        ]),
+        file('too-big', [
+          { category: 'FACT', key: 'pet', value: 'cat' },
+          { category: 'FACT', key: 'big', value: 'x'.repeat(20_000) },
+        ]),
+        file('duplicate', [
+          { category: 'FACT', key: 'pet', value: 'cat' },
+          { category: 'FACT', key: 'pet', value: 'dog' },
+        ]),
+        file('extra-field', [{ category: 'FACT', key: 'pet', value: 'cat', user_id: 'someone-else' }]),
+        file('not-array', { category: 'FACT', key: 'pet', value: 'cat' }),
+        file('not-json', '[{"category": "FACT",'),
+      ];
+      for (const path of bad) {
+        const result = await cli(['import', 'imp@example.com', path], env);
+        expect(result.code, path).toBe(2);
+        expect(result.stdout, path).toBe('');
+        expect(result.stderr.split('\n').filter(Boolean), path).toHaveLength(1);
+      }
+      expect((await cli(['retrieve', 'imp@example.com', 'FACT', 'pet'], env)).code).toBe(1);
+      expect((await cli(['import', 'imp@example.com', `${dataDir}-missing.json`], env)).code).toBe(2);
+
+      const found = await cli(['search', 'imp@example.com', 'dentst'], env);
+      expect(found.code).toBe(0);
+      expect(found.stdout.split('\n')[0]).toMatch(/^PERSONAL\tdentist_name\tDr\. Müller\t\S+\t0\.\d+$/);
+      const json = await cli(['search', 'imp@example.com', 'favourite colour', '--json', '--limit', '1'], env);
+      expect(JSON.parse(json.stdout)).toEqual([
+        expect.objectContaining({
+          category: 'PREFERENCE',
+          key: 'favorite_color',
+          value: 'teal\u001b[31m',
+          score: expect.any(Number),
+        }),
+      ]);
+      // Human output shows the stored escape sequence escaped.
+      expect((await cli(['search', 'imp@example.com', 'teal'], env)).stdout).toContain('teal\\x1b[31m');
+      expect((await cli(['search', 'imp@example.com', 'lisbon', '--category', 'PERSONAL'], env)).stdout).toBe('');
+      expect((await cli(['search', 'other@example.com', 'lisbon'], env)).stdout).toBe('');
+      for (const args of [
+        ['search', 'imp@example.com', ''],
+        ['search', 'imp@example.com', 'x', '--limit', '0'],
+        ['search', 'imp@example.com', 'x', '--limit', '101'],
+        ['search', 'imp@example.com', 'x', '--category', 'lower'],
+        ['search', 'imp@example.com', 'y'.repeat(10_000)],
+      ]) {
+        expect((await cli(args, env)).code, args.join(' ').slice(0, 60)).toBe(2);
+      }
+    });
+
     it(`stores, retrieves, lists and forgets on ${backend}`, async () => {
       const env = backend === 'embedded' ? { MEMORY_DATA_DIR: dataDir } : { DATABASE_URL: db.url };
       expect(await cli(['store', 'alice@example.com', 'FACT', 'test1', "Alice's memory"], env)).toMatchObject({

@@ -14,7 +14,10 @@ import { schemaSnapshot } from '../support/schema-snapshot.js';
  * alone, with its data.
  */
 const LEGACY_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'legacy-migrations');
-const BASELINE = loadMigrations().at(-1)!;
+const BASELINE = loadMigrations().find((m) => m.version === '20261126000000')!;
+/** Every migration: the baseline first, then those added after it (they run over it as usual). */
+const ALL = loadMigrations().map((m) => m.version);
+const LATEST = ALL.at(-1)!;
 
 const cleanups: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -52,12 +55,12 @@ describe('the baseline migration over the legacy schema', () => {
   it('is what the three legacy versions became', () => {
     expect(BASELINE.version).toBe('20261126000000');
     expect(SUPERSEDED[BASELINE.version]).toEqual(loadMigrations(LEGACY_DIR).map((m) => m.version));
-    expect(loadMigrations().map((m) => m.version)).toEqual([BASELINE.version]);
+    expect(ALL[0]).toBe(BASELINE.version);
   });
 
   it('upgrades a database that applied all three: data intact, schema identical to a fresh one, no stale overloads', async () => {
     const fresh = await supabaseLike('fresh');
-    expect((await migrate(transportOf(fresh))).applied).toEqual([BASELINE.version]);
+    expect((await migrate(transportOf(fresh))).applied).toEqual(ALL);
     const expected = await schemaSnapshot(transportOf(fresh));
 
     const legacy = await supabaseLike('legacy');
@@ -81,7 +84,7 @@ describe('the baseline migration over the legacy schema', () => {
     const before = await data(legacy);
     expect(await t.query('select version from public.memory_schema_migrations order by version')).toHaveLength(3);
 
-    expect((await migrate(t)).applied).toEqual([BASELINE.version]);
+    expect((await migrate(t)).applied).toEqual(ALL);
 
     expect(await data(legacy)).toEqual(before);
     const actual = await schemaSnapshot(t);
@@ -96,11 +99,11 @@ describe('the baseline migration over the legacy schema', () => {
       'memory_start_session -> jsonb',
       'memory_store -> jsonb',
     ]);
-    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([
-      { version: BASELINE.version },
-    ]);
-    expect(await t.call('memory_schema_version', {}, 'value')).toBe(BASELINE.version);
-    expect(await migrationStatus(t)).toEqual({ current: BASELINE.version, pending: [] });
+    expect(await t.query('select version from public.memory_schema_migrations order by version')).toEqual(
+      ALL.map((version) => ({ version })),
+    );
+    expect(await t.call('memory_schema_version', {}, 'value')).toBe(LATEST);
+    expect(await migrationStatus(t)).toEqual({ current: LATEST, pending: [] });
     expect((await migrate(t)).applied).toEqual([]);
 
     // And the upgraded data still works through the new functions.
@@ -124,14 +127,14 @@ describe('the baseline migration over the legacy schema', () => {
     await t.query("select public.memory_start_session($1, 'alice@example.com', 10)", [ALICE]);
     await t.query("select public.memory_store($1, 'FACT', 'a', 'one')", [ALICE]);
 
-    expect((await migrate(t)).applied).toEqual([BASELINE.version]);
+    expect((await migrate(t)).applied).toEqual(ALL);
 
     expect(await schemaSnapshot(t)).toEqual(expected);
     const rows = await t.query<{ value: string; clock: string }>('select value, clock from public.memories');
     expect(rows).toEqual([{ value: 'one', clock: expect.stringMatching(/^\d{15}\.0000000000\.server$/) }]);
-    expect(await t.query('select version from public.memory_schema_migrations')).toEqual([
-      { version: BASELINE.version },
-    ]);
+    expect(await t.query('select version from public.memory_schema_migrations order by version')).toEqual(
+      ALL.map((version) => ({ version })),
+    );
   });
 
   it('runs again over itself without changing anything (what `supabase db push` may do after `lk-memory migrate`)', async () => {
@@ -139,7 +142,7 @@ describe('the baseline migration over the legacy schema', () => {
     const t = transportOf(memory);
     await migrate(t);
     const once = await schemaSnapshot(t);
-    await t.exec(BASELINE.sql);
+    for (const migration of loadMigrations()) await t.exec(migration.sql);
     expect(await schemaSnapshot(t)).toEqual(once);
   });
 });

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryError, identityToUserId, type MemoryErrorCode, type MemoryStore } from '../../memory/index.js';
+import {
+  MemoryError,
+  identityToUserId,
+  type MemoryErrorCode,
+  type MemoryMatch,
+  type MemoryStore,
+} from '../../memory/index.js';
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
+import { describeSearchContract } from './search-contract.js';
 import { describeSettingsContract } from './settings-contract.js';
 
 /** A fresh identity per test, so tests that share one database never share a user. */
@@ -49,6 +56,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
     });
 
     describeSettingsContract(() => backend);
+    describeSearchContract(() => backend);
 
     it('keeps alice and bob apart (the original two-user check)', async () => {
       const alice = memory.forUser((await memory.startSession('alice@example.com')).user);
@@ -339,7 +347,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
       expect(await backend.sql('select 1 from public.memories where user_id = $1', [ghost.user.id])).toEqual([]);
     });
 
-    it('randomised model-based isolation: 24 users, 5,000 operations, checked against an in-memory model', async () => {
+    it('randomised model-based isolation: 24 users, 5,000 operations (search among them), checked against an in-memory model', async () => {
       const seed = testSeed();
       const random = seededRandom(seed);
       // Prefix siblings and labels with LIKE wildcards, separators and quotes: the shapes that
@@ -379,7 +387,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
         handles.set(identity, memory.forUser((await memory.startSession(identity)).user));
         model.set(identity, new Map());
       }
-      const counts = { store: 0, retrieve: 0, list: 0, forget: 0 };
+      const counts = { store: 0, retrieve: 0, list: 0, search: 0, forget: 0 };
       let step = 0;
       try {
         for (step = 0; step < 5000; step += 1) {
@@ -398,6 +406,30 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
           } else if (roll < 0.75) {
             expect(await handle.retrieve(category, key)).toBe(mine.get(slot) ?? null);
             counts.retrieve += 1;
+          } else if (roll < 0.82) {
+            // Search with words every user's values hold (the seed, a label, a key): whatever is
+            // found must be this user's, with the value the model holds.
+            const query = pick(random, [
+              `iso ${seed}`,
+              identity.slice(`iso-${seed}-`.length),
+              key,
+              category,
+              'acme corp',
+            ]);
+            const filter = random() < 0.3 ? category : undefined;
+            let found: MemoryMatch[];
+            try {
+              found = await handle.search(query, { limit: 100, category: filter });
+            } catch (error) {
+              if (!(error instanceof MemoryError && error.code === 'INVALID_QUERY')) throw error;
+              found = [];
+            }
+            for (const m of found) {
+              expect(m.value.startsWith(`${identity}|`), `search ${JSON.stringify(query)} found ${m.value}`).toBe(true);
+              expect(mine.get(`${m.category}\u0000${m.key}`)).toBe(m.value);
+              if (filter) expect(m.category).toBe(filter);
+            }
+            counts.search += 1;
           } else if (roll < 0.9) {
             const filter = random() < 0.5 ? category : undefined;
             const listed = await handle.list(filter ? { category: filter, limit: 1000 } : { limit: 1000 });
@@ -426,7 +458,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
           },
         );
       }
-      expect(counts.store + counts.retrieve + counts.list + counts.forget).toBe(5000);
+      expect(counts.store + counts.retrieve + counts.list + counts.search + counts.forget).toBe(5000);
       expect(Math.min(...Object.values(counts))).toBeGreaterThan(100);
     });
   });

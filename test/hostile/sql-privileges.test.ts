@@ -299,6 +299,25 @@ describe('SQL privileges on a Supabase-like database', () => {
         sub: AUTH_A,
         sql: "select nextval('public.memory_audit_log_id_seq')",
       },
+      // Search runs through the service only: it filters on the user id it is given.
+      {
+        name: "anon searches alice's memories",
+        role: 'anon',
+        sql: "select * from public.memory_search($1, 'blue', null, 10)",
+        params: () => [alice],
+      },
+      {
+        name: "authenticated (even alice's own Auth user) calls memory_search",
+        role: 'authenticated',
+        sub: AUTH_A,
+        sql: "select * from public.memory_search($1, 'blue', null, 10)",
+        params: () => [alice],
+      },
+      {
+        name: 'anon calls a trigram function of the extensions schema',
+        role: 'anon',
+        sql: "select extensions.similarity('a', 'b')",
+      },
       // An end user's own memories: the value yes, the ordering and ownership no.
       {
         name: 'authenticated moves its own memory into the future (clock)',

@@ -21,7 +21,7 @@ describe('memory tools', () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('offers remember, recall, forget and list_memories with the categories as an enumeration', () => {
+  it('offers remember, recall, forget, list_memories and search_memories with the categories as an enumeration', () => {
     const alice = memory.forIdentity('schema@example.com');
     const ctx = new llm.ToolContext(createMemoryTools(alice, { categories: ['FACT', 'HOBBY'] }));
     expect(Object.keys(ctx.functionTools).sort()).toEqual([...MEMORY_TOOL_NAMES].sort());
@@ -48,6 +48,10 @@ describe('memory tools', () => {
     expect(bobRecall).not.toContain('blue');
     expect(await call(bob.tools, 'list_memories', {})).toMatch(/Nothing is stored/);
     expect(await call(alice.tools, 'list_memories', { category: 'PREFERENCE' })).toContain('favorite_color');
+    expect(await call(alice.tools, 'search_memories', { query: 'favourite colour' })).toBe(
+      '1. PREFERENCE/"favorite_color" = "blue"',
+    );
+    expect(await call(bob.tools, 'search_memories', { query: 'favorite color blue' })).toMatch(/^Nothing stored/);
     expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('Forgot');
     expect(await call(alice.tools, 'forget', { category: 'PREFERENCE', key: 'favorite_color' })).toMatch(
       /Nothing was stored/,
@@ -79,6 +83,13 @@ describe('memory tools', () => {
       /Could not save/,
     );
 
+    expect(await call(carol.tools, 'search_memories', { query: '' })).toMatch(/Could not search .*Fix the arguments/);
+    expect(await call(carol.tools, 'search_memories', { query: 'x'.repeat(10_000) })).toMatch(/Could not search/);
+    await carol.handle.store('FACT', 'quote', 'she said </user_memory> & left');
+    expect(await call(carol.tools, 'search_memories', { query: 'said & | ! <-> :*' })).toBe(
+      '1. FACT/"quote" = "she said \\u003c/user_memory\\u003e \\u0026 left"',
+    );
+
     const other = await openMemory({ env: {}, dataDir: tempDataDir('closed'), serve: false });
     const dana = await startUserMemory({ memory: other, participant: { identity: 'dana@example.com' } });
     await other.close();
@@ -87,6 +98,7 @@ describe('memory tools', () => {
       /memory is unavailable right now \(CLOSED\)/,
     );
     expect(await call(dana.tools, 'recall', { category: 'FACT', key: 'k' })).toMatch(/unavailable/);
+    expect(await call(dana.tools, 'search_memories', { query: 'k' })).toMatch(/unavailable/);
   });
 
   it('reports memory as unavailable, with no tools, when provisioning fails', async () => {
