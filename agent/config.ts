@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   DEFAULT_CATEGORIES,
   DEFAULT_MEMORY_BUDGET_MS,
+  DEFAULT_RECALL_BUDGET_MS,
   DEFAULT_TOOL_TIMEOUT_MS,
   type IdentitySource,
 } from '../plugins/index.js';
@@ -43,6 +44,8 @@ const AgentEnvSchema = z.object({
   MEMORY_BLOCK_MAX_CHARS: optional(z.coerce.number().int().min(200).max(100_000)),
   MEMORY_BUDGET_MS: optional(z.coerce.number().int().min(1).max(60_000)),
   MEMORY_TOOL_TIMEOUT_MS: optional(z.coerce.number().int().min(1).max(600_000)),
+  MEMORY_RECALL_BUDGET_MS: optional(z.coerce.number().int().min(1).max(60_000)),
+  MEMORY_RECALL: optional(z.enum(['on', 'off'])),
   AGENT_HEALTH_PORT: optional(z.coerce.number().int().min(0).max(65_535)),
   STT_MODE: optional(z.enum(['realtime', 'http'])),
   VAD_ACTIVATION_THRESHOLD: optional(z.coerce.number().min(0.05).max(0.95)),
@@ -108,6 +111,8 @@ export interface WorkerConfig {
     budgetMs: number;
     /** How long a memory tool waits for the database before telling the model memory is slow. */
     toolTimeoutMs: number;
+    /** Per-turn recall: how long a turn waits for it (undefined: recall off, MEMORY_RECALL=off). */
+    recallBudgetMs: number | undefined;
   };
   /** The worker's health endpoint: port on 127.0.0.1 (0: any free port). */
   health: { port: number };
@@ -186,6 +191,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       blockMaxChars: v.MEMORY_BLOCK_MAX_CHARS ?? 4000,
       budgetMs: v.MEMORY_BUDGET_MS ?? DEFAULT_MEMORY_BUDGET_MS,
       toolTimeoutMs: v.MEMORY_TOOL_TIMEOUT_MS ?? DEFAULT_TOOL_TIMEOUT_MS,
+      recallBudgetMs: v.MEMORY_RECALL === 'off' ? undefined : (v.MEMORY_RECALL_BUDGET_MS ?? DEFAULT_RECALL_BUDGET_MS),
     },
     health: { port: v.AGENT_HEALTH_PORT ?? 0 },
   };

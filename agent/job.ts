@@ -69,6 +69,7 @@ export async function runMemoryAgent(ctx: JobContext): Promise<void> {
         logger.info({ tool, ms: Math.round(ms * 100) / 100, outcome }, 'memory tool answered'),
     },
     budgetMs: config.memory.budgetMs,
+    recall: config.memory.recallBudgetMs === undefined ? false : { budgetMs: config.memory.recallBudgetMs },
   });
   const agent = new voice.Agent(memory.agentOptions(config.instructions));
   memory.greet(await startSession(ctx, config, participant.identity, agent, memory));

@@ -1,4 +1,4 @@
-import { type llm, voice } from '@livekit/agents';
+import { llm, voice } from '@livekit/agents';
 import type { MemoryStore, StoredSettings, UserMemory } from '../memory/index.js';
 import { memoryGreeting } from './greeting.js';
 import type { IdentitySource, ParticipantLike } from './identity.js';
@@ -6,6 +6,7 @@ import { applyLateMemory, waitsForLateMemory } from './late-memory.js';
 import { agentsLogger, type MemoryLogger } from './logger.js';
 import type { MemoryBlockOptions } from './memory-block.js';
 import { processMemoryStore } from './process-store.js';
+import { DEFAULT_RECALL_BUDGET_MS, DEFAULT_RECALL_LIMIT, recallMemoriesForTurn } from './recall.js';
 import {
   DEFAULT_MEMORY_BUDGET_MS,
   memoryInstructions,
@@ -68,8 +69,20 @@ export interface UserMemoryOptions {
   settingsInstructions?: boolean;
   /** Where progress goes (default: agents-js's logger). Ids and counts only, never memory values. */
   logger?: MemoryLogger;
-  /** Environment for MEMORY_BUDGET_MS (default process.env). */
+  /**
+   * Per-turn recall: before each model request that answers the user, search their memories with
+   * what they just said and add the best few that are not in the block to that request only.
+   * Default on, with MEMORY_RECALL_BUDGET_MS (else 50 ms) and 3 memories; false turns it off.
+   */
+  recall?: false | { budgetMs?: number; limit?: number };
+  /** Environment for MEMORY_BUDGET_MS and MEMORY_RECALL_BUDGET_MS (default process.env). */
   env?: NodeJS.ProcessEnv;
+}
+
+/** Per-turn recall as AgentMemory runs it. */
+interface RecallSettings {
+  budgetMs: number;
+  limit: number;
 }
 
 function isLate(state: UserMemorySession): state is UserMemoryLate {
@@ -85,15 +98,39 @@ function currentAgent(session: voice.AgentSession | undefined): voice.Agent | un
   }
 }
 
-function budgetFrom(options: UserMemoryOptions): number {
-  if (options.budgetMs !== undefined) return options.budgetMs;
-  const raw = (options.env ?? process.env).MEMORY_BUDGET_MS;
-  if (raw === undefined || raw === '') return DEFAULT_MEMORY_BUDGET_MS;
+/** A duration from the environment: `fallback` when unset, a RangeError naming the variable when not a duration. */
+function msFromEnv(options: UserMemoryOptions, name: string, fallback: number, min: number): number {
+  const raw = (options.env ?? process.env)[name];
+  if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(`MEMORY_BUDGET_MS must be a number of milliseconds >= 0, not ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value < min) {
+    throw new RangeError(`${name} must be a number of milliseconds >= ${min}, not ${JSON.stringify(raw)}`);
   }
   return value;
+}
+
+function budgetFrom(options: UserMemoryOptions): number {
+  return options.budgetMs ?? msFromEnv(options, 'MEMORY_BUDGET_MS', DEFAULT_MEMORY_BUDGET_MS, 0);
+}
+
+function recallFrom(options: UserMemoryOptions): RecallSettings | undefined {
+  if (options.recall === false) return undefined;
+  return {
+    budgetMs: options.recall?.budgetMs ?? msFromEnv(options, 'MEMORY_RECALL_BUDGET_MS', DEFAULT_RECALL_BUDGET_MS, 1),
+    limit: options.recall?.limit ?? DEFAULT_RECALL_LIMIT,
+  };
+}
+
+/** The latest user message, when nothing the assistant said follows it (tool calls and outputs may). */
+function pendingUserMessage(chatCtx: llm.ChatContext): { message: llm.ChatMessage; index: number } | undefined {
+  const items = chatCtx.items;
+  for (let i = items.length - 1; i >= 0; i -= 1) {
+    const item = items[i]!;
+    if (item.type !== 'message') continue;
+    if (item.role === 'user') return { message: item, index: i };
+    if (item.role === 'assistant') return undefined;
+  }
+  return undefined;
 }
 
 /**
@@ -111,14 +148,22 @@ export class AgentMemory {
   #session: voice.AgentSession | undefined;
   #closed = false;
   #lateApplied = new WeakSet<voice.Agent>();
+  #recall: RecallSettings | undefined;
+  /** Recall per user message id: one search per turn, however many model requests the turn makes. */
+  #recalled = new Map<string, Promise<string | undefined>>();
+  #withRecall = new WeakSet<voice.Agent>();
   /** The memory part of instructions built while memory was late, kept to swap it when memory lands. */
   #loadingPart: string | undefined;
   /** Settles once memory is final: at once when it was on time, when it lands when it was late. */
   readonly settled: Promise<UserMemoryReady | UserMemoryFailed>;
 
   /** @internal Use userMemory(ctx). */
-  constructor(state: UserMemorySession, options: { settingsInstructions?: boolean; logger: MemoryLogger }) {
+  constructor(
+    state: UserMemorySession,
+    options: { settingsInstructions?: boolean; logger: MemoryLogger; recall?: RecallSettings },
+  ) {
     this.#state = state;
+    this.#recall = options.recall;
     this.#settingsInstructions = options.settingsInstructions ?? true;
     this.#logger = options.logger;
     this.#report(state, 'memory ready for participant');
@@ -214,6 +259,14 @@ export class AgentMemory {
     if (this.#session === session) return;
     if (this.#session) throw new Error('this memory is already attached to another AgentSession');
     this.#session = session;
+    // Every reply starts with a SpeechCreated event, before its model request: the agent that
+    // will answer (the first one, or one handed off to) gets per-turn recall then.
+    const recallFor = () => {
+      const agent = currentAgent(session);
+      if (agent) this.addRecall(agent);
+    };
+    session.on(voice.AgentSessionEventTypes.SpeechCreated, recallFor);
+    recallFor();
     session.on(voice.AgentSessionEventTypes.AgentStateChanged, () => {
       if (this.#loadingPart && !isLate(this.#state)) void this.#applyLate(currentAgent(session));
     });
@@ -241,9 +294,59 @@ export class AgentMemory {
     return Promise.resolve();
   }
 
-  // Per-turn steps (such as recalling what matches the user's last words) belong here, next to
-  // agentOptions: agents-js runs them from Agent.onUserTurnCompleted, which a memory-aware agent
-  // forwards to this object.
+  /**
+   * This model request's context with the memories most relevant to the user's latest words that
+   * are not in the block, as a delimited system message just before those words; the context
+   * itself when recall is off, memory is not loaded, the request does not answer a user turn,
+   * nothing matches, or the search is later than the recall budget (the turn then goes on without
+   * it). The agent's own history is never changed, so nothing recalled is kept or saved again.
+   *
+   * attach() (and greet()) make every agent of the session do this; call it from your own
+   * `llmNode` only if you wire agents by hand.
+   */
+  async recallInto(chatCtx: llm.ChatContext): Promise<llm.ChatContext> {
+    const state = this.#state;
+    const recall = this.#recall;
+    if (!recall || !state.available) return chatCtx;
+    const pending = pendingUserMessage(chatCtx);
+    const text = pending?.message.textContent;
+    if (!pending || !text) return chatCtx;
+    let found = this.#recalled.get(pending.message.id);
+    if (!found) {
+      found = recallMemoriesForTurn(state.handle, text, { ...recall, exclude: state.memories }).then((outcome) => {
+        // Ids, counts and times only: never the words or the memories.
+        this.#logger.info(
+          {
+            userId: state.user.id,
+            status: outcome.status,
+            ms: Math.round(outcome.elapsedMs * 100) / 100,
+            memories: outcome.status === 'found' ? outcome.memories.length : 0,
+          },
+          'memory recalled for the turn',
+        );
+        return outcome.status === 'found' ? outcome.text : undefined;
+      });
+      this.#recalled.set(pending.message.id, found);
+    }
+    const recalled = await found;
+    if (!recalled) return chatCtx;
+    const copy = chatCtx.copy();
+    copy.items.splice(pending.index, 0, llm.ChatMessage.create({ role: 'system', content: recalled }));
+    return copy;
+  }
+
+  /**
+   * Make this agent add per-turn recall to each model request (recallInto, around its own
+   * llmNode, yours included when you override it). attach() does it for every agent that
+   * answers; idempotent.
+   */
+  addRecall(agent: voice.Agent): void {
+    if (!this.#recall || this.#withRecall.has(agent)) return;
+    this.#withRecall.add(agent);
+    const llmNode = agent.llmNode.bind(agent);
+    agent.llmNode = async (chatCtx, toolCtx, modelSettings) =>
+      llmNode(await this.recallInto(chatCtx), toolCtx, modelSettings);
+  }
 
   async #applyLate(agent: voice.Agent | undefined): Promise<void> {
     const state = this.#state;
@@ -327,7 +430,11 @@ export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions
       tools: {},
     };
   }
-  const memory = new AgentMemory(state, { settingsInstructions: options.settingsInstructions, logger });
+  const memory = new AgentMemory(state, {
+    settingsInstructions: options.settingsInstructions,
+    logger,
+    recall: recallFrom(options),
+  });
   ctx.addShutdownCallback(() => memory.close());
   return memory;
 }

@@ -1,5 +1,5 @@
 import { llm, voice } from '@livekit/agents';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { MemoryError, identityToUserId, openMemory, type MemoryStore } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
@@ -137,5 +137,60 @@ describe('userMemory and handoffs (real agents-js classes, real PostgreSQL)', ()
     const memory = await userMemory(jobFor(ALICE, '{"tenant":"acme"}'), { store, budgetMs: Infinity });
     expect(memory.settings?.tenant).toBe('acme');
     expect(memory.agentOptions('Base.').instructions).toContain('You work for Acme.');
+  });
+
+  it('per-turn recall: the request that answers a user turn gets their memory that is not in the block; the agent history does not', async () => {
+    // Eight newer memories push the dentist out of a five-entry block.
+    await store.forIdentity(ALICE).store('PERSONAL', 'dentist_name', 'Dr. Okafor');
+    for (let i = 0; i < 8; i += 1) await store.forIdentity(ALICE).store('FACT', `note_${i}`, `filler ${i}`);
+    await store.forIdentity(BOB).store('PERSONAL', 'dentist_name', 'Dr. Lindqvist');
+    const memory = await userMemory(jobFor(ALICE), {
+      store,
+      budgetMs: Infinity,
+      memoryLimit: 5,
+      recall: { budgetMs: 5000 },
+    });
+    const agent = new voice.Agent(memory.agentOptions('Base.'));
+    expect(agent.instructions).not.toContain('dentist');
+
+    const ctx = agent.chatCtx.copy();
+    ctx.addMessage({ role: 'user', content: 'who is my dentist?' });
+    const withRecall = await memory.recallInto(ctx);
+    const items = withRecall.items.filter((i): i is llm.ChatMessage => i.type === 'message');
+    expect(items.at(-1)!.textContent).toBe('who is my dentist?');
+    expect(items.at(-2)!.role).toBe('system');
+    expect(items.at(-2)!.textContent).toContain('"dentist_name": "Dr. Okafor"');
+    expect(items.at(-2)!.textContent).not.toContain('Lindqvist');
+    // The context handed in is not changed; the same turn recalls once (no second search).
+    expect(ctx.items).toHaveLength(withRecall.items.length - 1);
+    const search = vi.spyOn(memory.handle!, 'search');
+    await memory.recallInto(ctx);
+    expect(search).not.toHaveBeenCalled();
+
+    // A request after the assistant answered (no pending user turn) gets nothing added.
+    const answered = ctx.copy();
+    answered.addMessage({ role: 'assistant', content: 'Dr. Okafor.' });
+    expect(await memory.recallInto(answered)).toBe(answered);
+
+    // addRecall wraps the agent's own llmNode once, whatever the number of calls.
+    const seen: llm.ChatContext[] = [];
+    agent.llmNode = (chatCtx) => {
+      seen.push(chatCtx);
+      return Promise.resolve(null);
+    };
+    memory.addRecall(agent);
+    memory.addRecall(agent);
+    await agent.llmNode(ctx, agent.toolCtx, {});
+    expect(seen).toHaveLength(1);
+    expect(JSON.stringify(seen[0]!.items.map((i) => (i.type === 'message' ? i.textContent : '')))).toContain(
+      'Dr. Okafor',
+    );
+  });
+
+  it('recall: false leaves every request as it is', async () => {
+    const memory = await userMemory(jobFor(ALICE), { store, budgetMs: Infinity, memoryLimit: 5, recall: false });
+    const ctx = new voice.Agent(memory.agentOptions('Base.')).chatCtx.copy();
+    ctx.addMessage({ role: 'user', content: 'who is my dentist?' });
+    expect(await memory.recallInto(ctx)).toBe(ctx);
   });
 });
