@@ -103,6 +103,8 @@ interface TurnTimes {
   chats: Array<{ at: number; finished: number; toolResults: number }>;
   /** Time the memory tools took, as the worker measured and logged it ("memory tool answered"). */
   memoryMs: number;
+  /** Time per-turn recall took before the model request ("memory recalled for the turn"). */
+  recallMs: number;
   firstAudible: number;
 }
 
@@ -120,17 +122,17 @@ const SEGMENTS: Array<[keyof Segments, string]> = [
   ['transcription', 'transcription (end of speech → final transcript)'],
   ['endOfTurn', 'end-of-turn wait (transcript → model request)'],
   ['model', 'model (requests, first to last byte)'],
-  ['memory', "memory (the tools' own time, as the worker measured it)"],
+  ['memory', 'memory (per-turn recall and the tools, as the worker measured them)'],
   ['tools', 'tool dispatch (agents-js: model answer → tools → next request, minus memory)'],
   ['speech', 'speech (model done → first audible frame)'],
   ['total', 'total (end of speech → first audible frame)'],
 ];
 
-/** The sum of the worker's "memory tool answered" times in these log lines. */
-function memoryToolMs(lines: string[]): number {
+/** The sum of the `ms` of the worker's log lines with this message. */
+function loggedMs(lines: string[], message: string): number {
   let total = 0;
   for (const line of lines) {
-    if (!line.includes('memory tool answered')) continue;
+    if (!line.includes(message)) continue;
     try {
       const ms = (JSON.parse(line) as { ms?: unknown }).ms;
       if (typeof ms === 'number') total += ms;
@@ -159,9 +161,10 @@ export function segmentsOf(turn: TurnTimes): Segments {
   });
   return {
     transcription: turn.transcript - turn.speechEnd,
-    endOfTurn: first.at - turn.transcript,
+    // Recall runs between the end of the turn and the model request: it is memory's time.
+    endOfTurn: first.at - turn.transcript - turn.recallMs,
     model,
-    memory: turn.memoryMs,
+    memory: turn.memoryMs + turn.recallMs,
     tools: toolGaps - turn.memoryMs,
     speech: turn.firstAudible - last.finished,
     total: turn.firstAudible - turn.speechEnd,
@@ -279,7 +282,8 @@ async function runPath(
               speechEnd,
               transcript: clock(transcript.at),
               chats,
-              memoryMs: memoryToolMs(stack.workerLog.slice(logSince)),
+              memoryMs: loggedMs(stack.workerLog.slice(logSince), 'memory tool answered'),
+              recallMs: loggedMs(stack.workerLog.slice(logSince), 'memory recalled for the turn'),
               firstAudible: heard.firstAudibleAt,
             });
             log(
