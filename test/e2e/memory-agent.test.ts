@@ -98,7 +98,13 @@ describe('the memory agent in real LiveKit rooms', () => {
 
     const requests = requestsFor(stack, ALICE, since);
     expect(systemText(requests[0]!)).toContain('first conversation');
-    expect(toolNames(requests[0]!).sort()).toEqual(['forget', 'list_memories', 'recall', 'remember']);
+    expect(toolNames(requests[0]!).sort()).toEqual([
+      'forget',
+      'list_memories',
+      'recall',
+      'remember',
+      'search_memories',
+    ]);
 
     const rows = await transportOf(await stack.memory()).query<{ user_id: string; value: string }>(
       "select user_id, value from public.memories where category = 'PREFERENCE' and key = 'favorite_color'",

@@ -96,7 +96,13 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     expect(late.user.id).toBe(identityToUserId(ALICE));
     expect(late.memories.map((m) => [m.category, m.key, m.value])).toEqual([['PREFERENCE', 'favorite_color', 'blue']]);
     expect(late.memoryBlock).toContain('- PREFERENCE "favorite_color": "blue"');
-    expect(Object.keys(late.tools).sort()).toEqual(['forget', 'list_memories', 'recall', 'remember']);
+    expect(Object.keys(late.tools).sort()).toEqual([
+      'forget',
+      'list_memories',
+      'recall',
+      'remember',
+      'search_memories',
+    ]);
     // The late tools are alice's: they read her memory (the database is quick again).
     proxy.setDelay(0);
     expect(await call(late.tools, 'recall', { category: 'PREFERENCE', key: 'favorite_color' })).toContain('"blue"');
