@@ -1,5 +1,5 @@
 /**
- * npx tsx scripts/make-search-fixtures.ts: writes test/fixtures/search/{memories,queries}.json, the data set on
+ * npm run fixtures:search: writes test/fixtures/search/{memories,queries}.json, the data set on
  * which search quality (recall@5) is measured by test/quality/search-quality.test.ts and by the
  * benchmark. Deterministic: the same script always writes the same files (a seeded PRNG, no clock).
  *
@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { seededRandom } from '../test/support/random.js';
 
 export interface FixtureMemory {
   category: string;
@@ -23,17 +24,6 @@ export interface FixtureQuery {
   query: string;
   kind: 'word-form' | 'typo' | 'partial' | 'value-only' | 'other-script';
   expected: { category: string; key: string };
-}
-
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A typo: two adjacent letters in the middle swapped (Halvorsen -> Halvroesn-like, deterministic). */
@@ -161,7 +151,7 @@ const NAMES = ['Anna', 'Ben', 'Carla', 'David', 'Emma', 'Felix', 'Grace', 'Hugo'
 const CATEGORIES = ['FACT', 'PREFERENCE', 'PERSONAL', 'TASK', 'NOTE'];
 
 export function buildSearchFixtures(): { memories: FixtureMemory[]; queries: FixtureQuery[] } {
-  const random = seeded(20261206);
+  const random = seededRandom(20261206);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const memories: FixtureMemory[] = [];
   const queries: FixtureQuery[] = [];
@@ -213,7 +203,13 @@ export function buildSearchFixtures(): { memories: FixtureMemory[]; queries: Fix
 }
 
 const isMain = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (isMain) {
+if (isMain && (process.argv.includes('--help') || process.argv.includes('-h'))) {
+  process.stdout.write(
+    'Usage: npm run fixtures:search\n\nWrites test/fixtures/search/memories.json and queries.json: the search quality data set\n' +
+      '(1,100 memories of one user, 155 queries phrased unlike what they should find). Deterministic:\n' +
+      'the same files every time, so a change to them is a change to this script.\n',
+  );
+} else if (isMain) {
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'search');
   fs.mkdirSync(dir, { recursive: true });
   const { memories, queries } = buildSearchFixtures();

@@ -18,11 +18,8 @@ import { readWavFile } from '../lib/wav.js';
 import { startLivekitServerOnFreePorts } from '../livekit/free-ports-server.js';
 import {
   ScriptedOpenAI,
-  both,
   isChatRequest,
   lastToolResult,
-  lastUserText,
-  offers,
   rules,
   systemText,
   toolResultFor,
@@ -30,6 +27,7 @@ import {
   userSaid,
   type RecordedRequest,
 } from '../../test/support/openai-standin.js';
+import { recallColour, rememberColour } from '../../test/support/colour-script.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../../test/support/stack.js';
 
 export interface VoiceBenchOptions {
@@ -54,25 +52,8 @@ const TURNS_PER_CALL = 6;
 /** The model: tools when offered (memory on), a plain answer otherwise (memory off). */
 const script = rules(
   [
-    {
-      when: both(offers('remember'), userSaid(/remember my favou?rite colou?r is (\w+)/i)),
-      reply: (req) => ({
-        toolCalls: [
-          {
-            name: 'remember',
-            arguments: {
-              category: 'PREFERENCE',
-              key: 'favorite_color',
-              value: /colou?r is (\w+)/i.exec(lastUserText(req)!)![1]!,
-            },
-          },
-        ],
-      }),
-    },
-    {
-      when: both(offers('recall'), userSaid(/what is my favou?rite colou?r/i)),
-      reply: { toolCalls: [{ name: 'recall', arguments: { category: 'PREFERENCE', key: 'favorite_color' } }] },
-    },
+    rememberColour(/remember my favou?rite colou?r is (\w+)/i),
+    recallColour,
     { when: toolResultFor(), reply: (req) => ({ text: `Got it: ${String(lastToolResult(req)!.value)}.` }) },
     { when: userSaid(/remember my/i), reply: { text: 'That is a lovely color.' } },
     { when: userSaid(/what is my/i), reply: { text: 'I am not sure, tell me.' } },

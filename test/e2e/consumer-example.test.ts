@@ -12,7 +12,6 @@ import {
   allText,
   both,
   lastToolResult,
-  lastUserText,
   offers,
   rules,
   systemText,
@@ -21,6 +20,7 @@ import {
   userSaid,
   type RecordedRequest,
 } from '../support/openai-standin.js';
+import { recallColour, rememberColour } from '../support/colour-script.js';
 import { ROOT, cleanEnv } from '../support/processes.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
 
@@ -43,25 +43,8 @@ const script = rules(
       when: both(offers('transfer'), userSaid(/billing/i)),
       reply: { toolCalls: [{ name: 'transfer', arguments: {} }] },
     },
-    {
-      when: both(offers('remember'), userSaid(/I like the colou?r (\w+)/i)),
-      reply: (req) => ({
-        toolCalls: [
-          {
-            name: 'remember',
-            arguments: {
-              category: 'PREFERENCE',
-              key: 'favorite_color',
-              value: /colou?r (\w+)/i.exec(lastUserText(req)!)![1]!,
-            },
-          },
-        ],
-      }),
-    },
-    {
-      when: both(offers('recall'), userSaid(/what is my favou?rite colou?r/i)),
-      reply: { toolCalls: [{ name: 'recall', arguments: { category: 'PREFERENCE', key: 'favorite_color' } }] },
-    },
+    rememberColour(/I like the colou?r (\w+)/i),
+    recallColour,
     { when: toolResultFor(), reply: (req) => ({ text: `Done: ${String(lastToolResult(req)!.value)}` }) },
     { when: (req) => systemText(req).includes('first conversation'), reply: { text: 'Hello, nice to meet you!' } },
     { when: (req) => systemText(req).includes('returning'), reply: { text: 'Welcome back!' } },

@@ -9,17 +9,8 @@ import { transportOf } from '../../memory/store.js';
 import { parseWav } from '../../scripts/lib/wav.js';
 import { VoiceCaller, measureAudible } from '../../scripts/lib/voice-caller.js';
 import { FULL_SCALE, encodeWav, pcmFromBytes } from '../support/audio.js';
-import {
-  ScriptedOpenAI,
-  both,
-  offers,
-  lastToolResult,
-  lastUserText,
-  rules,
-  systemText,
-  toolResultFor,
-  userSaid,
-} from '../support/openai-standin.js';
+import { ScriptedOpenAI, lastToolResult, rules, systemText, toolResultFor } from '../support/openai-standin.js';
+import { recallColour, rememberColour } from '../support/colour-script.js';
 import type { TranscriptionRecord } from '../support/speech-standin.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
 
@@ -31,25 +22,8 @@ const fixture = (name: string) => path.join(FIXTURES, name);
 /** What a real model would do with these transcripts, decided from the request alone. */
 const script = rules(
   [
-    {
-      when: both(offers('remember'), userSaid(/remember my favou?rite colou?r is (\w+)/i)),
-      reply: (req) => ({
-        toolCalls: [
-          {
-            name: 'remember',
-            arguments: {
-              category: 'PREFERENCE',
-              key: 'favorite_color',
-              value: /colou?r is (\w+)/i.exec(lastUserText(req)!)![1]!,
-            },
-          },
-        ],
-      }),
-    },
-    {
-      when: both(offers('recall'), userSaid(/what is my favou?rite colou?r/i)),
-      reply: { toolCalls: [{ name: 'recall', arguments: { category: 'PREFERENCE', key: 'favorite_color' } }] },
-    },
+    rememberColour(/remember my favou?rite colou?r is (\w+)/i),
+    recallColour,
     { when: toolResultFor(), reply: (req) => ({ text: `Done: ${String(lastToolResult(req)!.value)}` }) },
     { when: (req) => systemText(req).includes('first conversation'), reply: { text: 'Hello, nice to meet you!' } },
     { when: (req) => systemText(req).includes('returning'), reply: { text: 'Welcome back!' } },
