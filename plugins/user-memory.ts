@@ -1,23 +1,22 @@
 import { llm, voice } from '@livekit/agents';
 import type { MemoryStore, StoredSettings, UserMemory } from '../memory/index.js';
 import { memoryGreeting } from './greeting.js';
-import type { IdentitySource, ParticipantLike } from './identity.js';
+import type { ParticipantLike } from './identity.js';
 import { applyLateMemory, waitsForLateMemory } from './late-memory.js';
 import { agentsLogger, type MemoryLogger } from './logger.js';
-import type { MemoryBlockOptions } from './memory-block.js';
 import { processMemoryStore } from './process-store.js';
 import { DEFAULT_RECALL_BUDGET_MS, DEFAULT_RECALL_LIMIT, recallMemoriesForTurn } from './recall.js';
 import {
   DEFAULT_MEMORY_BUDGET_MS,
   memoryInstructions,
   startUserMemory,
+  type StartUserMemoryOptions,
   type UserMemoryFailed,
   type UserMemoryLate,
   type UserMemoryReady,
   type UserMemorySession,
 } from './session.js';
 import { tenantFromMetadata } from './tenant.js';
-import type { MemoryToolsOptions } from './tools.js';
 
 /** What userMemory needs of agents-js's JobContext (which fits as it is). */
 export interface JobContextLike {
@@ -41,7 +40,8 @@ export interface MemoryAgentOptions<UserData = unknown> {
   tools: ToolMap<UserData>;
 }
 
-export interface UserMemoryOptions {
+/** startUserMemory's options, with the store and participant found from the job when not given. */
+export interface UserMemoryOptions extends Omit<StartUserMemoryOptions, 'memory' | 'participant'> {
   /**
    * The store to use. Default: this job process's store (see prewarmMemory and serveMemory):
    * DATABASE_URL, Supabase, or the embedded database your worker's main process serves.
@@ -49,12 +49,6 @@ export interface UserMemoryOptions {
   store?: MemoryStore | Promise<MemoryStore>;
   /** Whose memory: default, the participant `ctx.waitForParticipant()` returns. */
   participant?: ParticipantLike;
-  /** Which server-asserted fact names the user (default `identity`; `sip-caller` for phone calls). */
-  identitySource?: IdentitySource;
-  /** Memories loaded at session start (default: the block's maxEntries, else 20). */
-  memoryLimit?: number;
-  block?: MemoryBlockOptions;
-  tools?: MemoryToolsOptions;
   /** The settings tenant (default: the job metadata's {"tenant"}, else the store's). */
   tenant?: string;
   /**

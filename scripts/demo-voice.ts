@@ -8,7 +8,7 @@ import path from 'node:path';
 import { demoScript } from '../test/support/demo-script.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../test/support/stack.js';
 import { memoryTable } from './lib/memory-table.js';
-import { VoiceCaller } from './lib/voice-caller.js';
+import { type VoiceCaller } from './lib/voice-caller.js';
 
 const HELP = `Usage: npm run demo -- --voice
 
@@ -72,17 +72,7 @@ try {
 
   say('\nalice and bob call the agent, each in their own room...');
   for (const identity of [ALICE, BOB]) {
-    const caller = await VoiceCaller.join({
-      url: stack.livekit.url,
-      token: {
-        apiKey: stack.livekit.apiKey,
-        apiSecret: stack.livekit.apiSecret,
-        identity,
-        room: `demo-voice-${identity.split('@')[0]}-${Date.now()}`,
-        agentName: stack.agentName,
-      },
-      outDir,
-    });
+    const caller = await stack.voiceCall(identity, outDir, `demo-voice-${identity.split('@')[0]}-${Date.now()}`);
     callers.set(identity, caller);
   }
   for (const [identity, caller] of callers) {

@@ -2,12 +2,11 @@ import '../support/quiet-rtc.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { parseWav } from '../../scripts/lib/wav.js';
-import { VoiceCaller, measureAudible } from '../../scripts/lib/voice-caller.js';
+import { type VoiceCaller, measureAudible } from '../../scripts/lib/voice-caller.js';
 import { FULL_SCALE, encodeWav, pcmFromBytes } from '../support/audio.js';
 import { ScriptedOpenAI, lastToolResult, rules, systemText, toolResultFor } from '../support/openai-standin.js';
 import { recallColour, rememberColour } from '../support/colour-script.js';
@@ -86,17 +85,7 @@ for (const mode of ['realtime', 'http'] as const) {
     });
 
     async function call(identity: string): Promise<VoiceCaller> {
-      const caller = await VoiceCaller.join({
-        url: stack.livekit.url,
-        token: {
-          apiKey: stack.livekit.apiKey,
-          apiSecret: stack.livekit.apiSecret,
-          identity,
-          room: `voice-${randomBytes(4).toString('hex')}`,
-          agentName: stack.agentName,
-        },
-        outDir,
-      });
+      const caller = await stack.voiceCall(identity, outDir);
       callers.push(caller);
       return caller;
     }

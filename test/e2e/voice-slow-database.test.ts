@@ -2,10 +2,9 @@ import '../support/quiet-rtc.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openMemory } from '../../memory/index.js';
-import { VoiceCaller, now } from '../../scripts/lib/voice-caller.js';
+import { type VoiceCaller, now } from '../../scripts/lib/voice-caller.js';
 import { ScriptedOpenAI, rules, systemText, userSaid } from '../support/openai-standin.js';
 import { PgWireProxy } from '../support/pg-wire-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
@@ -75,17 +74,7 @@ describe('voice call with the database slower than the budget', () => {
 
   it('the greeting is heard before memory arrives; once it lands, the spoken answer uses it', async () => {
     proxy.setDelay(1500); // every chunk, both ways: provisioning takes seconds
-    alice = await VoiceCaller.join({
-      url: stack.livekit.url,
-      token: {
-        apiKey: stack.livekit.apiKey,
-        apiSecret: stack.livekit.apiSecret,
-        identity: ALICE,
-        room: `slow-${randomBytes(4).toString('hex')}`,
-        agentName: stack.agentName,
-      },
-      outDir,
-    });
+    alice = await stack.voiceCall(ALICE, outDir);
     const greeting = await alice.waitForAgentAudio({ after: 0, timeoutMs: 60_000, quietMs: 800 });
     const landedAt = (line: string | undefined) => (line ? now() : undefined);
     // The greeting did not wait for the database: it was heard while memory was still on its way.

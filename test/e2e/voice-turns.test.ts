@@ -2,10 +2,9 @@ import '../support/quiet-rtc.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId } from '../../memory/index.js';
-import { SAMPLE_RATE, VoiceCaller } from '../../scripts/lib/voice-caller.js';
+import { SAMPLE_RATE, type VoiceCaller } from '../../scripts/lib/voice-caller.js';
 import { noise, silence } from '../support/audio.js';
 import { ScriptedOpenAI, rules, systemText, userSaid } from '../support/openai-standin.js';
 import { seededRandom } from '../support/random.js';
@@ -50,17 +49,7 @@ describe('voice turns', () => {
   });
 
   async function call(identity: string): Promise<VoiceCaller> {
-    const caller = await VoiceCaller.join({
-      url: stack.livekit.url,
-      token: {
-        apiKey: stack.livekit.apiKey,
-        apiSecret: stack.livekit.apiSecret,
-        identity,
-        room: `turns-${randomBytes(4).toString('hex')}`,
-        agentName: stack.agentName,
-      },
-      outDir,
-    });
+    const caller = await stack.voiceCall(identity, outDir);
     callers.push(caller);
     await caller.waitForAgentAudio({ after: 0, timeoutMs: 60_000, quietMs: 800 }); // the greeting
     return caller;

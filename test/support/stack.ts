@@ -7,6 +7,7 @@ import readline from 'node:readline';
 import { dispose } from '@livekit/rtc-node';
 import { openMemory, type MemoryStore } from '../../memory/index.js';
 import { ChatParticipant } from '../../scripts/lib/chat-participant.js';
+import { VoiceCaller } from '../../scripts/lib/voice-caller.js';
 import { startLivekitServerOnFreePorts } from '../../scripts/livekit/free-ports-server.js';
 import type { LivekitServerHandle } from '../../scripts/livekit/server.js';
 import { ScriptedOpenAI } from './openai-standin.js';
@@ -29,6 +30,11 @@ export interface Stack {
   healthUrl?: string;
   /** Join a fresh room (which dispatches the agent, with this dispatch metadata) as this identity. */
   join(identity: string, room?: string, metadata?: string): Promise<ChatParticipant>;
+  /**
+   * Call in a fresh room as this identity, by voice (a VoiceCaller: real audio in and out, its
+   * recording written to outDir when it leaves). The caller leaves it; stop() does too.
+   */
+  voiceCall(identity: string, outDir: string, room?: string): Promise<VoiceCaller>;
   /** A client of the worker's embedded database, for checking what was stored. */
   memory(): Promise<MemoryStore>;
   stop(): Promise<void>;
@@ -112,7 +118,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   }
   progress(`worker registered as ${agentName}`);
 
-  const participants: ChatParticipant[] = [];
+  const participants: Array<ChatParticipant | VoiceCaller> = [];
   let store: MemoryStore | undefined;
   return {
     livekit,
@@ -133,6 +139,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       });
       participants.push(participant);
       return participant;
+    },
+    async voiceCall(identity, outDir, room = `voice-${randomBytes(4).toString('hex')}`) {
+      const caller = await VoiceCaller.join({
+        url: livekit.url,
+        token: { apiKey: livekit.apiKey, apiSecret: livekit.apiSecret, identity, room, agentName },
+        outDir,
+      });
+      participants.push(caller);
+      return caller;
     },
     async memory() {
       // The same backend the worker uses: its embedded socket, or DATABASE_URL when given.
