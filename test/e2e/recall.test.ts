@@ -1,5 +1,5 @@
 import '../support/quiet-rtc.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { identityToUserId, openMemory, type MemoryStore } from '../../memory/index.js';
 import { RECALL_BLOCK_OPEN } from '../../plugins/index.js';
 import {
@@ -76,6 +76,11 @@ describe('per-turn recall in a real call: the memory that matches the turn reach
     await releaseLiveKitClients();
     await db?.drop();
   });
+
+  // A failure here is a worker's story: show the end of its log with it.
+  beforeEach(() =>
+    onTestFailed(() => console.log(`worker log (last lines):\n${stack.workerLog.slice(-80).join('\n')}`)),
+  );
 
   const requestsOf = (identity: string) =>
     stack.model.chatRequests().filter((r) => (r.body as { user?: string }).user === identityToUserId(identity));

@@ -116,13 +116,14 @@ describe('embedded database across processes', () => {
     }
   });
 
-  it('a client with no owner fails with a typed error that says to start the worker', async () => {
+  it('a client with no owner fails with a typed error that says to call serveMemory() or set DATABASE_URL', async () => {
     const dir = dataDir();
     const error = await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client', embeddedWaitMs: 300 }).catch(
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(MemoryError);
     expect((error as MemoryError).code).toBe('BACKEND_UNAVAILABLE');
-    expect((error as MemoryError).message).toContain('start the worker');
+    expect((error as MemoryError).message).toContain('serveMemory()');
+    expect((error as MemoryError).message).toContain('DATABASE_URL');
   });
 });
