@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SecretCipher, openMemory } from '../../memory/index.js';
+import { transportOf } from '../../memory/store.js';
+import { tempDataDir, type BackendUnderTest } from '../support/backends.js';
+import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
+import { createTestDatabase } from '../support/postgres.js';
+import { describeStoreContract } from './store-contract.js';
+
+/**
+ * The whole store contract (settings included) through a real PgBouncer in transaction pooling
+ * mode, the mode of Supabase's pooled connection string: migrations, provisioning's per-identity
+ * lock, the concurrency tests and the raw SQL of the assertions all go through the pooler.
+ */
+let bouncer: PgBouncer | undefined;
+const pooler = async () => (bouncer ??= await startPgBouncer({ poolSize: 4 }));
+
+describe('the pooler under test really pools by transaction', () => {
+  // Without this, a PgBouncer in session mode (or a direct connection) would pass everything below.
+  it('session state stays on the server connection, not with the client: SET and named prepared statements', async () => {
+    const db = await createTestDatabase('pgbouncer_mode');
+    const url = (await pooler()).urlFor(db.url);
+    const a = new pg.Client({ connectionString: url });
+    const b = new pg.Client({ connectionString: url });
+    try {
+      await a.connect();
+      await b.connect();
+      // A fresh database: its pool has one server connection, the one a's statements ran on.
+      await a.query("set lkm.mark = 'from-a'");
+      await a.query({ name: 'a_prepared', text: 'select $1::int + 1 as n', values: [1] });
+      // b gets that same server connection and sees a's setting...
+      const seen = await b.query<{ mark: string | null }>("select current_setting('lkm.mark', true) as mark");
+      expect(seen.rows[0]!.mark).toBe('from-a');
+      // ...and while b holds it in a transaction, a's next statements run on another one.
+      await b.query('begin');
+      await b.query('select 1');
+      const own = await a.query<{ mark: string | null }>("select current_setting('lkm.mark', true) as mark");
+      expect(own.rows[0]!.mark ?? '').toBe('');
+      const reuse = await a.query({ name: 'a_prepared', text: 'select $1::int + 1 as n', values: [2] }).then(
+        () => 'ran',
+        (error: Error) => error.message,
+      );
+      expect(reuse).toMatch(/prepared statement "a_prepared" does not exist/);
+      await b.query('commit');
+    } finally {
+      await Promise.all([a.end().catch(() => {}), b.end().catch(() => {})]);
+      await db.drop();
+    }
+  });
+});
+
+describeStoreContract('postgres through PgBouncer (transaction pooling)', async (): Promise<BackendUnderTest> => {
+  const db = await createTestDatabase('pgbouncer');
+  const memory = await openMemory({
+    env: {},
+    databaseUrl: (await pooler()).urlFor(db.url),
+    cipher: new SecretCipher(randomBytes(32)),
+    dataDir: tempDataDir('pgbjournal'),
+  });
+  return {
+    name: 'postgres-pgbouncer',
+    memory,
+    sql: (text, params = []) => transportOf(memory).query(text, params),
+    close: async () => {
+      await memory.close();
+      await db.drop();
+    },
+  };
+});
+
+beforeAll(async () => {
+  await pooler();
+});
+afterAll(async () => {
+  await bouncer?.stop();
+});
