@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SecretCipher, openMemory } from '../../memory/index.js';
+import { SecretCipher, loadMigrations, openMemory } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir, type BackendUnderTest } from '../support/backends.js';
 import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
@@ -45,6 +45,31 @@ describe('the pooler under test really pools by transaction', () => {
       await b.query('commit');
     } finally {
       await Promise.all([a.end().catch(() => {}), b.end().catch(() => {})]);
+      await db.drop();
+    }
+  });
+});
+
+describe('migrations through the pooler', () => {
+  // They need no direct connection: every pending migration runs in one transaction, under a
+  // transaction-scoped advisory lock (pg_advisory_xact_lock), which a transaction pooler keeps on
+  // one server connection from begin to commit. A session lock (pg_advisory_lock ... unlock)
+  // would be taken on one server connection and released, or not, on another.
+  it('six workers starting together on a fresh database apply each migration once', async () => {
+    const db = await createTestDatabase('pgbouncer_migrate');
+    const url = (await pooler()).urlFor(db.url);
+    const stores = await Promise.all(
+      Array.from({ length: 6 }, () => openMemory({ env: {}, databaseUrl: url, journal: false })),
+    );
+    try {
+      const rows = await transportOf(stores[0]!).query<{ version: string }>(
+        'select version from public.memory_schema_migrations order by version',
+      );
+      expect(rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version));
+      const again = await stores[1]!.migrate();
+      expect(again.applied).toEqual([]);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
       await db.drop();
     }
   });
