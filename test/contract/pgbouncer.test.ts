@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SecretCipher, loadMigrations, openMemory } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir, type BackendUnderTest } from '../support/backends.js';
-import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
+import { PgBouncerError, findPgBouncer, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { createTestDatabase } from '../support/postgres.js';
 import { describeStoreContract } from './store-contract.js';
 
@@ -15,6 +15,22 @@ import { describeStoreContract } from './store-contract.js';
  */
 let bouncer: PgBouncer | undefined;
 const pooler = async () => (bouncer ??= await startPgBouncer({ poolSize: 4 }));
+
+describe('the PgBouncer helper', () => {
+  it('without pgbouncer, fails (never skips) and says how to install it', () => {
+    const empty = tempDataDir('nopgbouncer');
+    let caught: unknown;
+    try {
+      findPgBouncer({ PATH: empty }, []);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(PgBouncerError);
+    expect((caught as PgBouncerError).code).toBe('PGBOUNCER_NOT_INSTALLED');
+    expect((caught as PgBouncerError).message).toContain('apt-get install -y pgbouncer');
+    expect(() => findPgBouncer({ PGBOUNCER_BIN: `${empty}/pgbouncer` })).toThrow(/apt-get install -y pgbouncer/);
+  });
+});
 
 describe('the pooler under test really pools by transaction', () => {
   // Without this, a PgBouncer in session mode (or a direct connection) would pass everything below.

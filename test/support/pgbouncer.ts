@@ -62,8 +62,11 @@ const INSTALL_HINT =
   'PgBouncer is not installed: `apt-get update && apt-get install -y pgbouncer` on Debian/Ubuntu ' +
   '(`brew install pgbouncer` on macOS), or put a pgbouncer binary on PATH (or set PGBOUNCER_BIN).';
 
+/** Where packages put pgbouncer outside a non-root PATH (Debian: /usr/sbin). */
+export const PGBOUNCER_EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin', '/opt/homebrew/bin'];
+
 /** The pgbouncer executable: PGBOUNCER_BIN, PATH, or Debian's /usr/sbin (not on a non-root PATH). */
-export function findPgBouncer(env: NodeJS.ProcessEnv = process.env): string {
+export function findPgBouncer(env: NodeJS.ProcessEnv = process.env, extraDirs = PGBOUNCER_EXTRA_DIRS): string {
   if (env.PGBOUNCER_BIN) {
     try {
       fs.accessSync(env.PGBOUNCER_BIN, fs.constants.X_OK);
@@ -75,7 +78,7 @@ export function findPgBouncer(env: NodeJS.ProcessEnv = process.env): string {
       );
     }
   }
-  const dirs = [...(env.PATH ?? '').split(path.delimiter), '/usr/sbin', '/usr/local/sbin', '/opt/homebrew/bin'];
+  const dirs = [...(env.PATH ?? '').split(path.delimiter), ...extraDirs];
   for (const dir of dirs.filter(Boolean)) {
     const candidate = path.join(dir, 'pgbouncer');
     try {
