@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SecretCipher, loadMigrations, openMemory } from '../../memory/index.js';
+import { MemoryError, SecretCipher, loadMigrations, openMemory } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir, type BackendUnderTest } from '../support/backends.js';
 import { PgBouncerError, findPgBouncer, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
@@ -61,6 +61,33 @@ describe('the pooler under test really pools by transaction', () => {
       await b.query('commit');
     } finally {
       await Promise.all([a.end().catch(() => {}), b.end().catch(() => {})]);
+      await db.drop();
+    }
+  });
+});
+
+describe("the pooler's own refusals", () => {
+  // PgBouncer says "no database for you now" with SQLSTATE 08P01 (protocol_violation) and its own
+  // words; mapped by SQLSTATE alone that was DATABASE_ERROR, and a write failed instead of being
+  // journaled. (The outage test in test/faults covers "server login has been failing".)
+  it('a full pooler (max_client_conn) is BACKEND_UNAVAILABLE, not a database error', async () => {
+    const db = await createTestDatabase('pgbouncer_full');
+    const full = await startPgBouncer({ settings: { max_client_conn: 1 } });
+    const holder = new pg.Client({ connectionString: full.urlFor(db.url) });
+    try {
+      await holder.connect();
+      const memory = await openMemory({ env: {}, databaseUrl: full.urlFor(db.url), journal: false, migrate: false });
+      const caught = await memory.startSession('full-pooler@example.com').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      await memory.close();
+      expect(caught).toBeInstanceOf(MemoryError);
+      expect((caught as MemoryError).message).toMatch(/no more connections allowed/);
+      expect((caught as MemoryError).code).toBe('BACKEND_UNAVAILABLE');
+    } finally {
+      await holder.end().catch(() => {});
+      await full.stop();
       await db.drop();
     }
   });
