@@ -26,6 +26,24 @@ const TIMEOUT_MESSAGES = [
   /Connection terminated due to connection timeout/i,
 ];
 
+/**
+ * A connection pooler (PgBouncer, as behind Supabase's pooled connection string) stays up while
+ * the database behind it is down or full, and says so with its own errors, all under SQLSTATE
+ * 08P01 (protocol_violation), which PostgreSQL itself uses for real protocol errors: only the
+ * words tell them apart. Each means "no database now", never "this request is wrong", so a write
+ * goes to the journal instead of failing. Messages as PgBouncer 1.18-1.24 words them.
+ */
+const POOLER_UNAVAILABLE_MESSAGES = [
+  /server login has been failing/i,
+  /server conn crashed/i,
+  /pgbouncer cannot connect to server/i,
+  /query_wait_timeout/i,
+  /no more connections allowed/i,
+  /server_connect_timeout/i,
+  /database (?:removed|shutting down)/i,
+  /pooler is (?:shutting down|paused)/i,
+];
+
 /** SQLSTATEs that mean the server is going away or not accepting work. */
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
 
@@ -78,7 +96,9 @@ export function toMemoryError(error: unknown, where: string): MemoryError {
   const e = (error ?? {}) as ErrorLike;
   const raw = typeof e.message === 'string' ? e.message : String(error);
   let code: MemoryErrorCode = 'DATABASE_ERROR';
-  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
+  if (e.code === '08P01' && POOLER_UNAVAILABLE_MESSAGES.some((re) => re.test(raw))) {
+    code = 'BACKEND_UNAVAILABLE';
+  } else if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) {
     code = sqlstateCode(e.code);
   } else if (TIMEOUT_MESSAGES.some((re) => re.test(raw))) {
     code = 'TIMEOUT';

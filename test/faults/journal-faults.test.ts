@@ -5,6 +5,7 @@ import { isMemoryError, openMemory, type MemoryStore } from '../../memory/index.
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir } from '../support/backends.js';
 import { PgWireProxy } from '../support/pg-wire-proxy.js';
+import { startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 import { cleanEnv, exited, startTs } from '../support/processes.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
@@ -18,14 +19,21 @@ describe('nothing acknowledged is lost', () => {
   let db: TestDatabase;
   let proxy: PgWireProxy;
   let proxyUrl: string;
+  // PgBouncer in transaction pooling mode in front of the same proxy: the pooler stays up while
+  // the database behind it stops, as with Supabase's pooled connection string.
+  let bouncer: PgBouncer;
+  let bouncerUrl: string;
   const dirs: string[] = [];
 
   beforeAll(async () => {
     db = await createTestDatabase('faults');
     await (await openMemory({ env: {}, databaseUrl: db.url, journal: false })).close(); // migrate
     ({ proxy, url: proxyUrl } = await PgWireProxy.inFrontOf(db.url));
+    bouncer = await startPgBouncer({ upstream: { host: '127.0.0.1', port: proxy.port } });
+    bouncerUrl = bouncer.urlFor(db.url);
   });
   afterAll(async () => {
+    await bouncer?.stop();
     await proxy?.stop();
     await db?.drop();
     for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
@@ -56,56 +64,65 @@ describe('nothing acknowledged is lost', () => {
     throw new Error('the journal did not drain');
   }
 
-  it('database stopped in the middle of a session with writes going on: every acknowledged write arrives, once, and isolation holds', async () => {
-    proxy.startDatabase();
-    const memory = await open(dataDir());
-    const users = await Promise.all(
-      ['alice', 'bob', 'carol'].map(async (n) =>
-        memory.forUser((await memory.startSession(`${n}-outage@example.com`)).user),
-      ),
-    );
-    const acked = new Map<string, { user: string; value: string }>(); // slot -> last acknowledged write
-    let attempted = 0;
-    let journaled = 0;
-    for (let round = 0; round < 60; round += 1) {
-      if (round === 20) proxy.stopDatabase();
-      if (round === 45) proxy.startDatabase();
-      await Promise.all(
-        users.map(async (u, i) => {
-          const key = `k${round % 7}`;
-          const value = `${u.user.identity}#${round}`;
-          attempted += 1;
-          const receipt = await u.store('FACT', key, value);
-          if (receipt.savedTo === 'journal') journaled += 1;
-          acked.set(`${i}/${key}`, { user: u.user.id, value });
-        }),
+  it.each([
+    ['directly', () => proxyUrl],
+    ['through PgBouncer (transaction pooling)', () => bouncerUrl],
+  ])(
+    'database stopped in the middle of a session with writes going on (%s): every acknowledged write arrives, once, and isolation holds',
+    async (route, routeUrl) => {
+      proxy.startDatabase();
+      const url = routeUrl();
+      const memory = await open(dataDir(), { databaseUrl: url });
+      const users = await Promise.all(
+        ['alice', 'bob', 'carol'].map(async (n) =>
+          memory.forUser(
+            (await memory.startSession(`${n}-outage-${url === proxyUrl ? 'direct' : 'pooled'}@example.com`)).user,
+          ),
+        ),
       );
-    }
-    // While pending, each user reads their own pending writes.
-    const pendingBefore = (await memory.journal!.pending()).length;
-    await syncUntilEmpty(memory);
-    const check = await direct();
-    let found = 0;
-    for (const [slot, write] of acked) {
-      const [i, key] = slot.split('/') as [string, string];
-      const rows = await transportOf(check).query<{ user_id: string; value: string }>(
-        "select user_id, value from public.memories where user_id = $1 and category = 'FACT' and key = $2",
-        [users[Number(i)]!.user.id, key],
+      const acked = new Map<string, { user: string; value: string }>(); // slot -> last acknowledged write
+      let attempted = 0;
+      let journaled = 0;
+      for (let round = 0; round < 60; round += 1) {
+        if (round === 20) proxy.stopDatabase();
+        if (round === 45) proxy.startDatabase();
+        await Promise.all(
+          users.map(async (u, i) => {
+            const key = `k${round % 7}`;
+            const value = `${u.user.identity}#${round}`;
+            attempted += 1;
+            const receipt = await u.store('FACT', key, value);
+            if (receipt.savedTo === 'journal') journaled += 1;
+            acked.set(`${i}/${key}`, { user: u.user.id, value });
+          }),
+        );
+      }
+      // While pending, each user reads their own pending writes.
+      const pendingBefore = (await memory.journal!.pending()).length;
+      await syncUntilEmpty(memory);
+      const check = await direct();
+      let found = 0;
+      for (const [slot, write] of acked) {
+        const [i, key] = slot.split('/') as [string, string];
+        const rows = await transportOf(check).query<{ user_id: string; value: string }>(
+          "select user_id, value from public.memories where user_id = $1 and category = 'FACT' and key = $2",
+          [users[Number(i)]!.user.id, key],
+        );
+        expect(rows).toHaveLength(1); // never duplicated
+        expect(rows[0]!.value).toBe(write.value); // the last acknowledged write
+        expect(rows[0]!.value.startsWith(users[Number(i)]!.user.identity)).toBe(true); // isolation
+        found += 1;
+      }
+      console.log(
+        `[outage ${route}] writes attempted ${attempted}, acknowledged ${attempted} (${journaled} to the journal, ${pendingBefore} pending at recovery), ` +
+          `distinct keys acknowledged ${acked.size}, found after recovery ${found}`,
       );
-      expect(rows).toHaveLength(1); // never duplicated
-      expect(rows[0]!.value).toBe(write.value); // the last acknowledged write
-      expect(rows[0]!.value.startsWith(users[Number(i)]!.user.identity)).toBe(true); // isolation
-      found += 1;
-    }
-    console.log(
-      `[outage] writes attempted ${attempted}, acknowledged ${attempted} (${journaled} to the journal, ${pendingBefore} pending at recovery), ` +
-        `distinct keys acknowledged ${acked.size}, found after recovery ${found}`,
-    );
-    expect(journaled).toBeGreaterThan(0);
-    expect(found).toBe(acked.size);
-    await check.close();
-    await memory.close();
-  });
+      expect(journaled).toBeGreaterThan(0);
+      expect(found).toBe(acked.size);
+      await check.close();
+      await memory.close();
+    },
+  );
 
   it('the worker killed with SIGKILL between acknowledgement and replay: a restart replays everything acknowledged, and a torn last line is reported, not hidden', async () => {
     proxy.stopDatabase();
