@@ -43,7 +43,8 @@ export interface MemoryConfig {
   /** Both set: Supabase through supabase-js (takes precedence over DATABASE_URL). */
   supabase: { url: string; serviceRoleKey: string } | undefined;
   /** MEMORY_EMBEDDING_MODEL set: memories are embedded through `${baseURL}/embeddings`. */
-  embeddings: { model: string; baseURL: string; apiKey: string | undefined; dimensions: number | undefined } | undefined;
+  embeddings:
+    { model: string; baseURL: string; apiKey: string | undefined; dimensions: number | undefined } | undefined;
 }
 
 /** Read the memory layer's settings from the environment; a bad value is an error naming the variable. */

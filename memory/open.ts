@@ -78,7 +78,8 @@ function embeddingSettings(
   if (typeof option.model !== 'string' || option.model.length === 0 || option.model.length > 200) {
     throw new MemoryError('INVALID_OPTION', 'embeddings.model must be a model name of 1 to 200 characters');
   }
-  if (option.dimensions !== undefined) checkLimit(option.dimensions, 'embeddings.dimensions', DEFAULTS.embeddingMaxDimensions);
+  if (option.dimensions !== undefined)
+    checkLimit(option.dimensions, 'embeddings.dimensions', DEFAULTS.embeddingMaxDimensions);
   return {
     ...option,
     baseURL: option.baseURL ?? config?.baseURL ?? DEFAULTS.embeddingBaseURL,

@@ -89,7 +89,8 @@ export class Embedder {
   readonly client: EmbeddingClient;
   readonly #transport: RpcTransport;
   readonly #options: EmbeddingOptions;
-  readonly #dirty = new Set<string>();
+  /** Users with memories to embed, each with a mark that every touch changes. */
+  readonly #dirty = new Map<string, number>();
   readonly #queries = new Lru<number[]>(256);
   readonly #abort = new AbortController();
   #availability: Promise<VectorAvailability> | undefined;
@@ -139,7 +140,7 @@ export class Embedder {
   /** Embed this user's memories that have no current vector, soon, in the background. Never throws. */
   touch(userId: string): void {
     if (this.#closed) return;
-    this.#dirty.add(userId);
+    this.#dirty.set(userId, (this.#dirty.get(userId) ?? 0) + 1);
     if (!this.#running && !this.#timer) this.#schedule(0);
   }
 
@@ -168,11 +169,12 @@ export class Embedder {
       this.#dirty.clear();
       return;
     }
-    for (const userId of [...this.#dirty]) {
+    for (const [userId, mark] of [...this.#dirty]) {
       if (this.#closed) return;
       try {
         await this.#embedUser(userId);
-        this.#dirty.delete(userId);
+        // Touched again meanwhile (a write after our last look): stay marked for another pass.
+        if (this.#dirty.get(userId) === mark) this.#dirty.delete(userId);
         this.#delay = this.#minDelay;
       } catch (error) {
         if (this.#closed) return;
@@ -214,7 +216,12 @@ export class Embedder {
         p_user_id: userId,
         p_model: this.model,
         p_items: jsonArg(
-          rows.map((r, i) => ({ category: r.category, key: r.key, content_hash: r.content_hash, embedding: vectors[i] })),
+          rows.map((r, i) => ({
+            category: r.category,
+            key: r.key,
+            content_hash: r.content_hash,
+            embedding: vectors[i],
+          })),
         ),
       });
       this.#embedded += stored;
@@ -227,7 +234,12 @@ export class Embedder {
    * vectors are unavailable or the query could not be embedded in time (search is then lexical).
    * Never throws.
    */
-  async nearest(userId: string, query: string, category: string | null, limit: number): Promise<VectorMatch[] | undefined> {
+  async nearest(
+    userId: string,
+    query: string,
+    category: string | null,
+    limit: number,
+  ): Promise<VectorMatch[] | undefined> {
     try {
       if (!(await this.availability()).available) return undefined;
       const vector = await this.queryVector(query);

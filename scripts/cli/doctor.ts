@@ -118,7 +118,11 @@ function vectorCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check 
         status: 'warn',
         detail: `MEMORY_EMBEDDING_MODEL=${model} is set but vectors are not available, so search stays lexical: ${v.reason}`,
       }
-    : { name: 'vectors', status: 'skip', detail: 'no pgvector on this database; search is lexical (MEMORY_EMBEDDING_MODEL is unset)' };
+    : {
+        name: 'vectors',
+        status: 'skip',
+        detail: 'no pgvector on this database; search is lexical (MEMORY_EMBEDDING_MODEL is unset)',
+      };
 }
 
 function keyCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check {
