@@ -25,6 +25,11 @@ const MemoryEnvSchema = z.object({
   ),
   SUPABASE_URL: optional(z.url({ message: 'must be your project URL, e.g. https://<project>.supabase.co' })),
   SUPABASE_SERVICE_ROLE_KEY: optional(z.string().min(20, 'must be the service_role key from the project API settings')),
+  MEMORY_EMBEDDING_MODEL: optional(z.string().max(200, 'must be a model name of at most 200 characters')),
+  MEMORY_EMBEDDING_DIMENSIONS: optional(z.coerce.number().int().min(1).max(DEFAULTS.embeddingMaxDimensions)),
+  // Checked only when MEMORY_EMBEDDING_MODEL is set (the agent's LLM reads it too): see embeddings/client.ts.
+  OPENAI_BASE_URL: optional(z.string()),
+  OPENAI_API_KEY: optional(z.string()),
 });
 
 export interface MemoryConfig {
@@ -37,6 +42,9 @@ export interface MemoryConfig {
   tenant: string;
   /** Both set: Supabase through supabase-js (takes precedence over DATABASE_URL). */
   supabase: { url: string; serviceRoleKey: string } | undefined;
+  /** MEMORY_EMBEDDING_MODEL set: memories are embedded through `${baseURL}/embeddings`. */
+  embeddings:
+    { model: string; baseURL: string; apiKey: string | undefined; dimensions: number | undefined } | undefined;
 }
 
 /** Read the memory layer's settings from the environment; a bad value is an error naming the variable. */
@@ -54,6 +62,14 @@ export function loadMemoryConfig(env: NodeJS.ProcessEnv = process.env): MemoryCo
     maxValueBytes: vars.MEMORY_MAX_VALUE_BYTES ?? DEFAULTS.maxValueBytes,
     tenant: vars.MEMORY_TENANT ?? DEFAULTS.tenant,
     supabase: supabaseConfig(vars.SUPABASE_URL, vars.SUPABASE_SERVICE_ROLE_KEY),
+    embeddings: vars.MEMORY_EMBEDDING_MODEL
+      ? {
+          model: vars.MEMORY_EMBEDDING_MODEL,
+          baseURL: vars.OPENAI_BASE_URL ?? DEFAULTS.embeddingBaseURL,
+          apiKey: vars.OPENAI_API_KEY,
+          dimensions: vars.MEMORY_EMBEDDING_DIMENSIONS,
+        }
+      : undefined,
   };
 }
 

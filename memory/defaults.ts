@@ -33,6 +33,25 @@ export const DEFAULTS = {
   replayMaxMs: 30_000,
   /** Secret rotation reads and rewrites this many settings rows per round trip. */
   rotationBatch: 100,
+  /** Embeddings (MEMORY_EMBEDDING_MODEL): the endpoint when OPENAI_BASE_URL is unset. */
+  embeddingBaseURL: 'https://api.openai.com/v1',
+  /** pgvector's largest vector. */
+  embeddingMaxDimensions: 16_000,
+  /** Memories embedded per request. */
+  embeddingBatch: 32,
+  /** One embeddings request (a batch of memories) gives up after this long. */
+  embeddingRequestTimeoutMs: 30_000,
+  /** Search embeds its query within this long, else it answers lexically. */
+  embeddingQueryTimeoutMs: 1_000,
+  /** Vector matches below this cosine similarity are not matches. */
+  embeddingMinSimilarity: 0.3,
+  /** Retry backoff after a failed embedding. */
+  embeddingRetryMinMs: 500,
+  embeddingRetryMaxMs: 30_000,
+  /** Characters of a memory's text sent to the model. */
+  embeddingMaxChars: 8_000,
+  /** Reciprocal rank fusion constant (the same as memory_search's). */
+  rrfK: 60,
   /** Who writes, for the audit log. */
   component: 'library',
 } as const;

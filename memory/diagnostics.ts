@@ -1,3 +1,4 @@
+import { readVectorAvailability, type VectorAvailability } from './embeddings/embedder.js';
 import { isMemoryError } from './errors.js';
 import { loadMigrations, migrationStatus } from './migrations/index.js';
 import { requireSql, type RpcTransport } from './transports/transport.js';
@@ -29,6 +30,8 @@ export interface Diagnostics {
   secretsByKeyId: Record<string, number>;
   /** Supabase only: whether PostgREST's schema cache knows our functions. */
   schemaCache: 'ok' | 'stale' | 'not-applicable';
+  /** Whether vectors (pgvector, public.memory_embeddings) are available; undefined when it could not be asked. */
+  vectors?: VectorAvailability;
 }
 
 interface DiagnosticsJson {
@@ -67,12 +70,21 @@ function fromJson(json: DiagnosticsJson, schemaCache: Diagnostics['schemaCache']
   };
 }
 
+/** Vectors, as memory_embedding_status() says (a schema before the embeddings migration: unknown). */
+async function vectorsOf(transport: RpcTransport): Promise<VectorAvailability | undefined> {
+  try {
+    return await readVectorAvailability(transport);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Read what the doctor checks, through one function call when the schema is there. */
 export async function readDiagnostics(transport: RpcTransport): Promise<Diagnostics> {
   const supabase = transport.kind === 'supabase';
   try {
     const json = (await transport.call('memory_diagnostics', {}, 'value')) as DiagnosticsJson;
-    return fromJson(json, supabase ? 'ok' : 'not-applicable');
+    return { ...fromJson(json, supabase ? 'ok' : 'not-applicable'), vectors: await vectorsOf(transport) };
   } catch (error) {
     if (supabase && isMemoryError(error, 'SCHEMA_CACHE_STALE')) {
       return {

@@ -40,6 +40,10 @@ export const MEMORY_ERROR_CODES = [
   // have written them (permissions or owner), or a journal file that cannot be authenticated.
   'JOURNAL_UNSAFE',
   'DATA_DIR_UNSAFE',
+  // Optional embeddings: the embeddings endpoint failed (network, HTTP status, timeout), or its answer
+  // was refused (wrong count or dimension, not numbers, a zero vector): nothing was stored.
+  'EMBEDDING_FAILED',
+  'INVALID_EMBEDDING',
   // An optional peer dependency the chosen backend needs is not installed (pg, PGlite, supabase-js).
   'DEPENDENCY_MISSING',
 ] as const;

@@ -14,6 +14,8 @@ export { loadMemoryConfig, type MemoryConfig } from './config.js';
 export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
 export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
+export { EmbeddingClient, checkEmbeddingAnswer, embeddingText, type EmbeddingOptions } from './embeddings/client.js';
+export { HOW_TO_GET_PGVECTOR, type EmbeddingStatus, type VectorAvailability } from './embeddings/embedder.js';
 export {
   MemoryStore,
   DEFAULT_MEMORY_LIMIT,

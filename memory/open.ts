@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { DEFAULTS } from './defaults.js';
-import { loadMemoryConfig } from './config.js';
+import { loadMemoryConfig, type MemoryConfig } from './config.js';
 import { checkDatabaseUrl } from './database-url.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
 import { parseNamespace } from './identity.js';
@@ -13,6 +13,8 @@ import { checkTenant } from './settings/schema.js';
 import { MemoryStore } from './store.js';
 import { rpc } from './rpc.js';
 import { importOptional } from './optional-dependency.js';
+import type { EmbeddingOptions } from './embeddings/client.js';
+import { Embedder } from './embeddings/embedder.js';
 import type { RpcTransport } from './transports/transport.js';
 
 export interface OpenMemoryOptions {
@@ -53,6 +55,36 @@ export interface OpenMemoryOptions {
   journal?: boolean;
   /** Replay the journal in the background while anything is pending (default: on with the journal). */
   backgroundSync?: boolean;
+  /**
+   * Optional embeddings: memories are embedded in the background through an OpenAI-compatible
+   * `POST {baseURL}/embeddings` and search fuses vector similarity with the lexical ranking, where
+   * the database has pgvector. Default: on when MEMORY_EMBEDDING_MODEL is set (baseURL from
+   * OPENAI_BASE_URL, apiKey from OPENAI_API_KEY, dimensions from MEMORY_EMBEDDING_DIMENSIONS).
+   * false: off whatever the environment says.
+   */
+  embeddings?: EmbeddingOptions | false;
+}
+
+/** The embedding settings: the option, else the environment's; undefined when off. */
+function embeddingSettings(
+  option: OpenMemoryOptions['embeddings'],
+  config: MemoryConfig['embeddings'],
+): (EmbeddingOptions & { baseURL: string }) | undefined {
+  if (option === false) return undefined;
+  if (option === undefined) {
+    if (!config) return undefined;
+    return { ...config, apiKey: config.apiKey };
+  }
+  if (typeof option.model !== 'string' || option.model.length === 0 || option.model.length > 200) {
+    throw new MemoryError('INVALID_OPTION', 'embeddings.model must be a model name of 1 to 200 characters');
+  }
+  if (option.dimensions !== undefined)
+    checkLimit(option.dimensions, 'embeddings.dimensions', DEFAULTS.embeddingMaxDimensions);
+  return {
+    ...option,
+    baseURL: option.baseURL ?? config?.baseURL ?? DEFAULTS.embeddingBaseURL,
+    apiKey: option.apiKey ?? config?.apiKey,
+  };
 }
 
 async function openTransport(
@@ -109,7 +141,21 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   const supabase = options.supabase ?? config.supabase;
   // An option is checked like DATABASE_URL is (INVALID_CONFIG, not a driver error later).
   const databaseUrl = options.databaseUrl ? checkDatabaseUrl(options.databaseUrl, 'databaseUrl') : config.databaseUrl;
+  const embedding = embeddingSettings(options.embeddings, config.embeddings);
+  if (embedding && !embedding.apiKey && embedding.baseURL === DEFAULTS.embeddingBaseURL) {
+    throw new MemoryError(
+      'INVALID_CONFIG',
+      'MEMORY_EMBEDDING_MODEL is set but OPENAI_API_KEY is not: set the key, or OPENAI_BASE_URL for another OpenAI-compatible server, or unset MEMORY_EMBEDDING_MODEL',
+    );
+  }
   const transport = await openTransport(options, supabase, databaseUrl, options.dataDir ?? config.dataDir);
+  let embeddings: Embedder | undefined;
+  try {
+    embeddings = embedding ? new Embedder(transport, embedding) : undefined;
+  } catch (error) {
+    await transport.close();
+    throw error;
+  }
   // The journal's folder is checked (JOURNAL_UNSAFE) and its key loaded before any use.
   let journal: Journal | undefined;
   if (options.journal !== false) {
@@ -132,6 +178,7 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
     tenant,
     component: options.component,
     journal,
+    embeddings,
   });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {
@@ -153,6 +200,8 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
     }
   }
   if (journal && options.backgroundSync !== false) store.startBackgroundSync();
+  // Ask the database about vectors now, not in the first search.
+  void embeddings?.availability();
   return store;
 }
 

@@ -8,7 +8,8 @@ import { MemoryError } from './errors.js';
  */
 export type OptionalDependency = 'pg' | '@electric-sql/pglite' | '@supabase/supabase-js';
 
-function isMissing(error: unknown, name: string): boolean {
+/** True when `error` says that the package `name` itself is not installed. */
+export function isMissingModule(error: unknown, name: string): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return false;
   // Only this package missing, not a file or dependency inside it.
@@ -24,7 +25,7 @@ export async function importOptional<T>(name: OptionalDependency, purpose: strin
   try {
     return await load();
   } catch (error) {
-    if (!isMissing(error, name)) throw error;
+    if (!isMissingModule(error, name)) throw error;
     throw new MemoryError(
       'DEPENDENCY_MISSING',
       `${purpose} needs the package ${name}, which is not installed: run \`npm install ${name}\` in your project ` +

@@ -134,6 +134,25 @@ export const RPC = {
     }),
   },
   memory_schema_version: { shape: 'value', result: z.string().nullable() },
+  memory_embedding_status: {
+    shape: 'value',
+    result: z.object({
+      installable: z.boolean(),
+      extension_version: z.string().nullable(),
+      table: z.boolean(),
+    }),
+  },
+  memory_embeddings_pending: {
+    shape: 'rows',
+    result: z.array(z.object({ category: z.string(), key: z.string(), value: z.string(), content_hash: z.string() })),
+  },
+  memory_embeddings_put: { shape: 'value', result: count },
+  memory_embeddings_search: {
+    shape: 'rows',
+    result: z.array(
+      MemoryRowJson.extend({ clock: z.string(), similarity: z.union([z.number(), z.string()]).transform(Number) }),
+    ),
+  },
 } as const satisfies Record<string, { shape: 'value' | 'rows'; result: z.ZodType }>;
 
 type Uuid = string;
@@ -183,6 +202,18 @@ export interface RpcArgs {
   memory_profile: { p_user_id: Uuid };
   memory_diagnostics: Record<string, never>;
   memory_schema_version: Record<string, never>;
+  memory_embedding_status: Record<string, never>;
+  memory_embeddings_pending: { p_user_id: Uuid; p_model: string; p_limit: number };
+  /** p_items: [{category, key, content_hash, embedding: number[]}] */
+  memory_embeddings_put: { p_user_id: Uuid; p_model: string; p_items: JsonArg };
+  /** p_embedding: the query's vector as text, '[0.1,0.2,...]' */
+  memory_embeddings_search: {
+    p_user_id: Uuid;
+    p_model: string;
+    p_embedding: string;
+    p_category: string | null;
+    p_limit: number;
+  };
 }
 
 export type RpcName = keyof typeof RPC & keyof RpcArgs;

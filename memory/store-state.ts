@@ -1,5 +1,6 @@
 import { MemoryError, isMemoryError } from './errors.js';
 import type { WriteClock } from './journal/clock.js';
+import type { Embedder } from './embeddings/embedder.js';
 import type { Journal } from './journal/journal.js';
 import type { SecretCipher } from './settings/cipher.js';
 import type { RpcTransport } from './transports/transport.js';
@@ -43,6 +44,8 @@ export interface StoreState {
   /** Clocks for journaled writes: never behind a clock this process has seen from the database. */
   readonly clock: WriteClock;
   readonly recent: RecentWrites;
+  /** Optional embeddings (MEMORY_EMBEDDING_MODEL): background embedding and vector search. */
+  readonly embeddings?: Embedder;
   closed: boolean;
 }
 

@@ -7,6 +7,7 @@ import type { SecretCipher } from './settings/cipher.js';
 import { checkTenant } from './settings/schema.js';
 import { toSettings } from './settings/settings.js';
 import { readDiagnostics, type Diagnostics } from './diagnostics.js';
+import type { Embedder, EmbeddingStatus } from './embeddings/embedder.js';
 import { processClock, type WriteClock } from './journal/clock.js';
 import { Unreachable, type ApplyOutcome, type Journal, type JournalOp, type ReplayReport } from './journal/journal.js';
 import { mergePending, toMemory } from './overlay.js';
@@ -73,6 +74,8 @@ export class MemoryStore {
       journal?: Journal;
       /** Clock for journaled writes (default: the process's one). Tests give each "host" its own. */
       clock?: WriteClock;
+      /** Optional embeddings (see openMemory's `embeddings`). */
+      embeddings?: Embedder;
     },
   ) {
     this.namespace = options.namespace;
@@ -85,6 +88,7 @@ export class MemoryStore {
       journal: options.journal,
       clock: options.clock ?? processClock,
       recent: new RecentWrites(),
+      embeddings: options.embeddings,
       closed: false,
     };
     transports.set(this, transport);
@@ -291,7 +295,24 @@ export class MemoryStore {
         throw new Unreachable(`migrations not applied yet: ${(error as Error).message}`);
       }
     }
-    return applyJournalOp(this.#state, op);
+    const outcome = await applyJournalOp(this.#state, op);
+    if (op.op === 'store' && outcome === 'applied') this.#state.embeddings?.touch(op.userId);
+    return outcome;
+  }
+
+  /**
+   * Optional embeddings: whether they are configured, whether this database has vectors (and if
+   * not, why and how to get them), and how the background embedding is doing.
+   */
+  async embeddingStatus(): Promise<EmbeddingStatus> {
+    const embeddings = this.#state.embeddings;
+    if (embeddings) return embeddings.status();
+    return { configured: false, pendingUsers: 0, embedded: 0, failures: 0 };
+  }
+
+  /** Resolves when no memory written through this store is waiting to be embedded (at once without embeddings). */
+  embeddingsSettled(): Promise<void> {
+    return this.#state.embeddings?.settled() ?? Promise.resolve();
   }
 
   /** Apply pending schema migrations (openMemory does this on open unless told not to). */
@@ -302,6 +323,7 @@ export class MemoryStore {
   async close(): Promise<void> {
     if (this.#state.closed) return;
     this.#state.closed = true;
+    await this.#state.embeddings?.close();
     await this.#state.journal?.close();
     await this.#state.transport.close();
   }

@@ -3,7 +3,7 @@ import { checkCategory, checkKey, checkLimit, checkQuery, checkValue } from './l
 import { clockTime } from './journal/clock.js';
 import { mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
 import { MemoryError } from './errors.js';
-import { rpc } from './rpc.js';
+import { rpc, type MemoryRow } from './rpc.js';
 import { jsonArg } from './transports/call.js';
 import type { SaveSettingsInput, StoredSettings } from './settings/settings.js';
 import { RecentWrites, isUnreachable, liveTransport, type StoreState } from './store-state.js';
@@ -12,6 +12,30 @@ import { getSettings, revealSecrets, saveSettings } from './user-settings.js';
 import { writeOrJournal } from './write-or-journal.js';
 
 export { MAX_LIST_LIMIT };
+
+/**
+ * Reciprocal rank fusion of the lexical ranking (whose score is already a sum of 1/(k + rank) over
+ * its full-text and trigram rankings) with the vector ranking: each memory's score is its lexical
+ * score plus 1/(k + its rank by cosine similarity), k = 60 as in memory_search.
+ */
+export function fuseRankings(
+  lexical: ReadonlyArray<MemoryRow & { clock: string; score: number }>,
+  nearest: ReadonlyArray<MemoryRow & { clock: string; similarity: number }>,
+): Array<MemoryRow & { clock: string; score: number }> {
+  const fused = new Map<string, MemoryRow & { clock: string; score: number }>();
+  const slot = (row: MemoryRow) => `${row.category}\u0000${row.key}`;
+  for (const row of lexical) fused.set(slot(row), { ...row });
+  nearest.forEach((row, i) => {
+    const bonus = 1 / (DEFAULTS.rrfK + i + 1);
+    const known = fused.get(slot(row));
+    if (known) known.score += bonus;
+    else {
+      const { similarity: _similarity, ...memory } = row;
+      fused.set(slot(row), { ...memory, score: bonus });
+    }
+  });
+  return [...fused.values()].sort((a, b) => b.score - a.score);
+}
 
 /** Most memories one storeMany call takes. */
 export const MAX_STORE_MANY = 10_000;
@@ -73,6 +97,8 @@ export class UserMemory {
     const { applied, clock, updated_at: updatedAt } = written.result;
     this.#state.clock.observe(clock);
     if (applied) this.#state.recent.note(this.#slot(category, key), clock);
+    // Embedding happens later, in the background; a failure there never touches this write.
+    if (applied) this.#state.embeddings?.touch(userId);
     return { category, key, updatedAt: new Date(updatedAt ?? clockTime(clock)), savedTo: 'database', applied };
   }
 
@@ -119,12 +145,33 @@ export class UserMemory {
     const text = checkQuery(query);
     if (options.category !== undefined) checkCategory(options.category);
     const limit = checkLimit(options.limit ?? DEFAULTS.searchLimit, 'limit', DEFAULTS.searchLimitMax);
-    const rows = await rpc(liveTransport(this.#state), 'memory_search', {
-      p_user_id: this.user.id,
-      p_query: text,
-      p_category: options.category ?? null,
-      p_limit: limit,
-    });
+    const transport = liveTransport(this.#state);
+    const embeddings = this.#state.embeddings;
+    let rows: Array<MemoryRow & { clock: string; score: number }>;
+    if (!embeddings) {
+      rows = await rpc(transport, 'memory_search', {
+        p_user_id: this.user.id,
+        p_query: text,
+        p_category: options.category ?? null,
+        p_limit: limit,
+      });
+    } else {
+      // Hybrid: the lexical ranking and, at the same time, the query's vector and this user's
+      // nearest memories; fused by reciprocal rank fusion. A query that cannot be embedded in time
+      // leaves the lexical ranking alone.
+      embeddings.touch(this.user.id); // catch up on memories written while embedding was failing
+      const pool = Math.min(Math.max(limit * 3, 30), DEFAULTS.searchLimitMax);
+      const [lexical, nearest] = await Promise.all([
+        rpc(transport, 'memory_search', {
+          p_user_id: this.user.id,
+          p_query: text,
+          p_category: options.category ?? null,
+          p_limit: pool,
+        }),
+        embeddings.nearest(this.user.id, text, options.category ?? null, pool),
+      ]);
+      rows = fuseRankings(lexical, nearest ?? []);
+    }
     return mergePendingSearch(rows, await this.#pending(), text, options.category)
       .slice(0, limit)
       .map((row) => ({ ...toMemory(row), score: row.score }));
@@ -187,10 +234,12 @@ export class UserMemory {
       return { category: entry.category, key: entry.key, value: entry.value };
     });
     if (memories.length === 0) return 0;
-    return rpc(liveTransport(this.#state), 'memory_store_many', {
+    const stored = await rpc(liveTransport(this.#state), 'memory_store_many', {
       p_user_id: this.user.id,
       p_memories: jsonArg(memories),
     });
+    this.#state.embeddings?.touch(this.user.id);
+    return stored;
   }
 
   /** Delete all of this user's memories; returns how many there were. */

@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { PGlite } from '@electric-sql/pglite';
+import type { Extension, PGlite } from '@electric-sql/pglite';
 import { MemoryError } from '../errors.js';
 import { createPgliteTransport } from '../transports/pglite.js';
-import { importOptional } from '../optional-dependency.js';
+import { importOptional, isMissingModule } from '../optional-dependency.js';
 import type { SqlTransport } from '../transports/transport.js';
 import { Gate } from './gate.js';
 import {
@@ -88,7 +88,11 @@ async function becomeOwner(dataDir: string, release: () => Promise<void>, serve:
       importOptional('@electric-sql/pglite', what, () => import('@electric-sql/pglite/contrib/pg_trgm')),
       importOptional('@electric-sql/pglite', what, () => import('@electric-sql/pglite/contrib/btree_gin')),
     ]);
-    db = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: { pg_trgm, btree_gin } });
+    // pgvector, when @electric-sql/pglite-pgvector is installed (optional): vectors for embeddings.
+    const vector = await loadPgliteVector();
+    db = await PGlite.create(path.join(dataDir, 'pgdata'), {
+      extensions: vector ? { pg_trgm, btree_gin, vector } : { pg_trgm, btree_gin },
+    });
   } catch (error) {
     await release();
     if (error instanceof MemoryError) throw error;
@@ -116,6 +120,20 @@ async function becomeOwner(dataDir: string, release: () => Promise<void>, serve:
     await db.close();
     await release();
   });
+}
+
+/**
+ * PGlite's pgvector extension, or undefined when its package is not installed: it is optional, and
+ * without it the embedded database has no vectors (search stays lexical; the doctor says so).
+ */
+async function loadPgliteVector(): Promise<Extension | undefined> {
+  try {
+    const { vector } = await import('@electric-sql/pglite-pgvector');
+    return vector as Extension;
+  } catch (error) {
+    if (isMissingModule(error, '@electric-sql/pglite-pgvector')) return undefined;
+    throw error;
+  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,12 +3,15 @@
  * memories while 100 other users hold 100 each, recall@5 on the committed data set, and what
  * per-turn recall adds to a turn. Timings live here, never in tests.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MemoryStore, UserMemory } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
 import { recallMemoriesForTurn } from '../../plugins/recall.js';
 import { buildSearchFixtures } from '../make-search-fixtures.js';
-import { measureRecall } from '../lib/search-quality.js';
+import { compareHybridRecall, measureRecall } from '../lib/search-quality.js';
 
 type Row = Record<string, string | number>;
 
@@ -99,5 +102,26 @@ export async function benchSearch(name: string, memory: MemoryStore, log: (line:
   row['recall@5 by kind'] = Object.entries(report.byKind)
     .map(([kind, v]) => `${kind} ${v.recall.toFixed(2)}`)
     .join(', ');
+  // Hybrid: the stand-in's deterministic embeddings fused with the lexical ranking, where vectors
+  // exist. The embedded database has them (PGlite's pgvector): a fresh folder, same data set.
+  const vectors = (await memory.diagnostics()).vectors;
+  if (name === 'embedded') {
+    log(`[${name}] search: recall@5 hybrid (stand-in embeddings) on the data set...`);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-bench-hybrid-'));
+    try {
+      const { lexical, hybrid } = await compareHybridRecall(dir);
+      row['recall@5 hybrid, stand-in embeddings (lexical on the same database)'] =
+        `${hybrid.recall.toFixed(3)} (${lexical.recall.toFixed(3)})`;
+      row['recall@5 hybrid by kind'] = Object.entries(hybrid.byKind)
+        .map(([kind, v]) => `${kind} ${v.recall.toFixed(2)}`)
+        .join(', ');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  } else {
+    row['recall@5 hybrid, stand-in embeddings (lexical on the same database)'] = vectors?.available
+      ? 'see embedded'
+      : 'n/a: no pgvector here';
+  }
   return row;
 }

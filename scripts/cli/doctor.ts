@@ -81,6 +81,50 @@ function databaseChecks(d: Diagnostics, location: string): Check[] {
   return checks;
 }
 
+/** Vectors for the optional embeddings: what the database has, and what MEMORY_EMBEDDING_MODEL asks for. */
+function vectorCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check {
+  const model = env.MEMORY_EMBEDDING_MODEL || undefined;
+  const v = d?.vectors;
+  if (!v) {
+    return {
+      name: 'vectors',
+      status: model ? 'warn' : 'skip',
+      detail: `unknown (the schema has no embeddings migration: run \`lk-memory migrate\`)${model ? `; MEMORY_EMBEDDING_MODEL=${model} is set, search stays lexical until then` : ''}`,
+    };
+  }
+  if (model && !env.OPENAI_API_KEY && !env.OPENAI_BASE_URL) {
+    return {
+      name: 'vectors',
+      status: 'FAIL',
+      detail: `MEMORY_EMBEDDING_MODEL=${model} is set but neither OPENAI_API_KEY nor OPENAI_BASE_URL is: set the key (OpenAI) or the base URL of an OpenAI-compatible server`,
+    };
+  }
+  if (v.available) {
+    return model
+      ? {
+          name: 'vectors',
+          status: 'ok',
+          detail: `pgvector ${v.version} available: memories are embedded with ${model} into public.memory_embeddings, and search fuses vector similarity with the lexical ranking`,
+        }
+      : {
+          name: 'vectors',
+          status: 'skip',
+          detail: `pgvector ${v.version} available; embeddings are off (set MEMORY_EMBEDDING_MODEL to use them), search is lexical`,
+        };
+  }
+  return model
+    ? {
+        name: 'vectors',
+        status: 'warn',
+        detail: `MEMORY_EMBEDDING_MODEL=${model} is set but vectors are not available, so search stays lexical: ${v.reason}`,
+      }
+    : {
+        name: 'vectors',
+        status: 'skip',
+        detail: 'no pgvector on this database; search is lexical (MEMORY_EMBEDDING_MODEL is unset)',
+      };
+}
+
 function keyCheck(env: NodeJS.ProcessEnv, d: Diagnostics | undefined): Check {
   let cipher: SecretCipher | undefined;
   try {
@@ -145,7 +189,7 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
   program
     .command('doctor')
     .description(
-      'check the database, migrations, legacy auth.users keys, row level security, the schema cache (Supabase), the encryption key and the LiveKit credentials; exits 1 when any check fails',
+      'check the database, migrations, legacy auth.users keys, row level security, the schema cache (Supabase), vectors for embeddings (pgvector), the encryption key and the LiveKit credentials; exits 1 when any check fails',
     )
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
@@ -162,6 +206,8 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
           dataDir: globals.dataDir,
           migrate: false,
           serve: false,
+          // The doctor only asks the database about vectors; it embeds nothing.
+          embeddings: false,
           maxConnections: 1,
           component: 'cli',
         });
@@ -184,6 +230,7 @@ export function registerDoctor(program: Command, io: CliIo, outcome: Outcome): v
       } finally {
         await memory?.close();
       }
+      checks.push(vectorCheck(io.env, diagnostics));
       checks.push(keyCheck(io.env, diagnostics));
       checks.push(await livekitCheck(io.env));
 

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { UserMemory } from '../../memory/index.js';
+import { openMemory, type UserMemory } from '../../memory/index.js';
+import { ScriptedOpenAI } from '../../test/support/openai-standin.js';
 import type { FixtureMemory, FixtureQuery } from '../make-search-fixtures.js';
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'search');
@@ -55,4 +56,54 @@ export async function measureRecall(handle: UserMemory, queries: FixtureQuery[],
 /** Store the fixture's memories for one user, in batches of storeMany. */
 export async function importFixtures(handle: UserMemory, memories: FixtureMemory[]): Promise<void> {
   for (let i = 0; i < memories.length; i += 1000) await handle.storeMany(memories.slice(i, i + 1000));
+}
+
+/**
+ * recall@k of the same data set searched lexically and hybrid (the stand-in's deterministic
+ * embeddings fused with the lexical ranking), on a fresh embedded database in `dataDir` (PGlite
+ * with pgvector). The same memories and queries; the lexical run reopens the folder without
+ * embeddings.
+ */
+export async function compareHybridRecall(
+  dataDir: string,
+  k = 5,
+): Promise<{ lexical: RecallReport; hybrid: RecallReport; embedded: number }> {
+  const { memories, queries } = loadSearchFixtures();
+  const standin = new ScriptedOpenAI();
+  await standin.start();
+  try {
+    const open = (embeddings: boolean) =>
+      openMemory({
+        env: {},
+        dataDir,
+        embeddedRole: 'owner',
+        serve: false,
+        embeddings: embeddings
+          ? { model: 'standin-embed', baseURL: standin.baseURL, apiKey: 'none', batchSize: 128 }
+          : false,
+      });
+    let memory = await open(true);
+    let hybrid: RecallReport;
+    let embedded: number;
+    try {
+      const user = memory.forUser((await memory.startSession('quality-hybrid@example.com')).user);
+      await importFixtures(user, memories);
+      await memory.embeddingsSettled();
+      const status = await memory.embeddingStatus();
+      if (!status.vectors?.available) throw new Error(`no vectors on the embedded database: ${status.vectors?.reason}`);
+      embedded = status.embedded;
+      hybrid = await measureRecall(user, queries, k);
+    } finally {
+      await memory.close();
+    }
+    memory = await open(false);
+    try {
+      const user = memory.forIdentity('quality-hybrid@example.com');
+      return { lexical: await measureRecall(user, queries, k), hybrid, embedded };
+    } finally {
+      await memory.close();
+    }
+  } finally {
+    await standin.stop();
+  }
 }

@@ -1,6 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { importFixtures, loadSearchFixtures, measureRecall } from '../../scripts/lib/search-quality.js';
-import { BACKENDS, type BackendUnderTest } from '../support/backends.js';
+import fs from 'node:fs';
+import {
+  compareHybridRecall,
+  importFixtures,
+  loadSearchFixtures,
+  measureRecall,
+} from '../../scripts/lib/search-quality.js';
+import { BACKENDS, tempDataDir, type BackendUnderTest } from '../support/backends.js';
 
 /**
  * Search quality on the committed data set (scripts/make-search-fixtures.ts): one user with 1,100
@@ -11,6 +17,31 @@ import { BACKENDS, type BackendUnderTest } from '../support/backends.js';
  */
 const FLOOR = 0.88;
 const KIND_FLOOR = 0.8;
+
+/** Hybrid may lose a query or two to the fusion, never more: computed against lexical, not hard-coded. */
+const HYBRID_MARGIN = 0.02;
+
+describe('search quality (recall@5, hybrid with the stand-in embeddings)', () => {
+  it('hybrid recall@5 on the embedded database (pgvector) is at least lexical recall@5 less a small margin', async () => {
+    const dir = tempDataDir('hybrid');
+    try {
+      const { lexical, hybrid, embedded } = await compareHybridRecall(dir);
+      const { memories, queries } = loadSearchFixtures();
+      console.log(
+        `[embedded] recall@5 hybrid ${hybrid.recall.toFixed(3)}, lexical ${lexical.recall.toFixed(3)}; hybrid by kind: ` +
+          Object.entries(hybrid.byKind)
+            .map(([kind, v]) => `${kind} ${v.recall.toFixed(2)} (${v.queries})`)
+            .join(', '),
+      );
+      expect(embedded).toBe(memories.length); // every memory got its vector
+      expect(hybrid.misses.length + Math.round(hybrid.recall * queries.length)).toBe(queries.length);
+      expect(lexical.recall).toBeGreaterThanOrEqual(FLOOR);
+      expect(hybrid.recall).toBeGreaterThanOrEqual(lexical.recall - HYBRID_MARGIN);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('search quality (recall@5, lexical)', () => {
   const opened: BackendUnderTest[] = [];

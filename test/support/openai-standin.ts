@@ -24,6 +24,10 @@
  * Every request is recorded, in arrival order, in one list (`requests`), `GET /v1/models` and
  * unknown paths included; `chatRequests()` narrows it to chat completions.
  *
+ * `POST /v1/embeddings` answers deterministic vectors (`standinEmbedding`: hashed words and
+ * character trigrams, normalised, 256 dimensions unless the request asks for others), and can be
+ * delayed, made to fail, or made to answer wrongly on demand (`embeddings`).
+ *
  * The same server also serves OpenAI's speech APIs (the realtime transcription websocket,
  * `/v1/audio/transcriptions`, `/v1/audio/speech`): see `speech-standin.ts`; the property `speech`
  * holds their script (queued transcripts) and records. Their HTTP requests are in `requests` too.
@@ -298,9 +302,102 @@ interface Waiter {
   resolve: (request: RecordedRequest) => void;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Embeddings: deterministic vectors, no model
+// ---------------------------------------------------------------------------------------------
+
+/** Dimension of the stand-in's vectors when a request names none. */
+export const STANDIN_EMBEDDING_DIMENSIONS = 256;
+
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+/**
+ * A deterministic "embedding": a hashed bag of the text's words and of their character trigrams
+ * (with word boundaries), signed, L2-normalised. Texts that share words or parts of words are near
+ * each other (typos and other word forms share most trigrams); it understands nothing else.
+ */
+export function standinEmbedding(text: string, dimensions = STANDIN_EMBEDDING_DIMENSIONS): number[] {
+  const vector = new Array<number>(dimensions).fill(0);
+  const add = (feature: string, weight: number) => {
+    const hash = fnv1a(feature);
+    vector[hash % dimensions]! += hash & 0x80000000 ? -weight : weight;
+  };
+  const words =
+    text
+      .normalize('NFKC')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? [];
+  for (const word of words) {
+    add(`w:${word}`, 1);
+    const padded = `#${word}#`;
+    for (let i = 0; i + 3 <= padded.length; i += 1) add(`t:${padded.slice(i, i + 3)}`, 0.5);
+  }
+  const norm = Math.hypot(...vector);
+  if (norm === 0) {
+    vector[0] = 1; // no words at all: a fixed direction, never a zero vector
+    return vector;
+  }
+  return vector.map((x) => x / norm);
+}
+
+/** The script of `/v1/embeddings`: delays, failures on demand, and tampered answers. */
+export class EmbeddingsStandin {
+  /** Wait this long before answering each request. */
+  delayMs = 0;
+  /** Change every answer before it is sent (to script wrong counts, dimensions, NaN...). */
+  tamper:
+    ((answer: { data: Array<{ index: number; embedding: unknown }> } & Record<string, unknown>) => unknown) | undefined;
+  #failures = 0;
+  #failStatus = 503;
+
+  /** The next `count` requests fail with HTTP `status` (default 503). */
+  failNext(count: number, status = 503): void {
+    this.#failures = count;
+    this.#failStatus = status;
+  }
+
+  /** Every request fails until `failNext(0)`. */
+  failAll(status = 503): void {
+    this.failNext(Number.POSITIVE_INFINITY, status);
+  }
+
+  /** Consumed by the server for each request: the status to fail with, or undefined. */
+  takeFailure(): number | undefined {
+    if (this.#failures <= 0) return undefined;
+    this.#failures -= 1;
+    return this.#failStatus;
+  }
+
+  reset(): void {
+    this.delayMs = 0;
+    this.tamper = undefined;
+    this.#failures = 0;
+  }
+}
+
+export function isEmbeddingRequest(request: RecordedRequest): boolean {
+  return request.method === 'POST' && request.path === '/v1/embeddings';
+}
+
+/** The texts an embeddings request asked for. */
+export function embeddingInputs(request: RecordedRequest): string[] {
+  const input = (request.body as { input?: unknown } | undefined)?.input;
+  if (typeof input === 'string') return [input];
+  return Array.isArray(input) ? input.filter((x): x is string => typeof x === 'string') : [];
+}
+
 export class ScriptedOpenAI {
   /** Every request received since the last `clear()`, in arrival order. */
   readonly requests: RecordedRequest[] = [];
+  /** The embeddings route's script: `delayMs`, `failNext(n)`, `tamper`. */
+  readonly embeddings = new EmbeddingsStandin();
   /** The speech routes: `queueTranscript(...)`, and the `transcriptions` and `speeches` they recorded. */
   readonly speech: SpeechStandin;
 
@@ -392,6 +489,11 @@ export class ScriptedOpenAI {
   /** Recorded requests matching `predicate`. */
   filter(predicate: (request: RecordedRequest) => boolean): RecordedRequest[] {
     return this.requests.filter(predicate);
+  }
+
+  /** Recorded `POST /v1/embeddings` requests. */
+  embeddingRequests(): RecordedRequest[] {
+    return this.filter(isEmbeddingRequest);
   }
 
   /** Recorded `POST /v1/chat/completions` requests. */
@@ -508,10 +610,41 @@ export class ScriptedOpenAI {
       return;
     }
 
+    if (path === '/v1/embeddings') {
+      if (method !== 'POST') return fail(405, `Method ${method} not allowed on ${path}`, 'invalid_request_error');
+      if (bodyError !== undefined) return fail(400, bodyError, 'invalid_request_error');
+      const request = body as { input?: unknown; model?: unknown; dimensions?: unknown } | undefined;
+      const inputs = embeddingInputs(record);
+      if (inputs.length === 0 || (Array.isArray(request?.input) && inputs.length !== request.input.length)) {
+        return fail(400, "'input' must be a string or an array of strings", 'invalid_request_error');
+      }
+      const dimensions =
+        typeof request?.dimensions === 'number' && Number.isInteger(request.dimensions) && request.dimensions > 0
+          ? Math.min(request.dimensions, 4096)
+          : STANDIN_EMBEDDING_DIMENSIONS;
+      const failure = this.embeddings.takeFailure();
+      if (this.embeddings.delayMs) await this.#sleep(this.embeddings.delayMs);
+      if (res.destroyed) return;
+      if (failure !== undefined) return fail(failure, 'scripted embeddings failure', 'server_error');
+      const answer = {
+        object: 'list',
+        data: inputs.map((text, index) => ({
+          object: 'embedding',
+          index,
+          embedding: standinEmbedding(text, dimensions),
+        })),
+        model: typeof request?.model === 'string' ? request.model : SCRIPTED_MODEL,
+        usage: { prompt_tokens: inputs.join(' ').length, total_tokens: inputs.join(' ').length },
+      };
+      record.status = 200;
+      sendJson(res, 200, this.embeddings.tamper ? this.embeddings.tamper(answer) : answer);
+      return;
+    }
+
     if (path !== '/v1/chat/completions') {
       return fail(
         404,
-        `Unknown path ${method} ${path} (this stand-in serves /v1/models, /v1/chat/completions, /v1/audio/transcriptions, /v1/audio/speech and the /v1/realtime websocket)`,
+        `Unknown path ${method} ${path} (this stand-in serves /v1/models, /v1/chat/completions, /v1/embeddings, /v1/audio/transcriptions, /v1/audio/speech and the /v1/realtime websocket)`,
         'invalid_request_error',
         'unknown_url',
       );
