@@ -19,6 +19,11 @@ create schema if not exists extensions;
 create extension if not exists pg_trgm with schema extensions;
 create extension if not exists btree_gin with schema extensions;
 
+alter table public.memories add column if not exists search_tsv tsvector
+  generated always as (pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, key || ' ' || value)) stored;
+drop index if exists public.memories_search_fts_idx;
+create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv);
+
 do $$
 declare
   trgm constant text := (select n.nspname from pg_catalog.pg_extension e
@@ -32,10 +37,6 @@ begin
     execute format('grant usage on schema %I to service_role', trgm);
   end if;
 
-  -- The expressions here and in memory_search must be written identically for the planner to use
-  -- the indexes.
-  execute 'create index if not exists memories_search_fts_idx on public.memories using gin '
-          || '(user_id, (pg_catalog.to_tsvector(''pg_catalog.simple''::regconfig, key || '' '' || value)))';
   execute format('create index if not exists memories_search_trgm_idx on public.memories using gin '
                  '(user_id, (key || '' '' || value) %I.gin_trgm_ops)', trgm);
 
@@ -46,31 +47,24 @@ language plpgsql
 stable
 set search_path = ''
 set pg_trgm.word_similarity_threshold = 0.3
--- The planner takes the trigram and full-text operators for cheap (cost 1, like =), so for a user
--- with many memories it reads all of them through the user_id btree and evaluates the operator on
--- each (about 100 ms at 10,000 memories) instead of asking the GIN indexes (a few ms). Operators
--- priced nearer to what they cost make it choose the indexes; small users still go by btree.
 set cpu_operator_cost = 0.5
 as $fn$
 #variable_conflict use_column
 declare
   lim constant integer := least(greatest(coalesce(p_limit, 10), 0), 100);
-  -- Candidates taken from each ranking before fusion.
   pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 3, 30);
-  -- Memories taken per query word from the trigram index.
   per_word constant integer := 20;
+  fuzzy_cap constant integer := 50;
   words text[];
+  fuzzy text[] := '{}';
   tsq tsquery;
   q tsquery;
   w text;
+  stem text;
 begin
   if lim = 0 or p_query is null then
     return;
   end if;
-  -- The query's words as the index sees them: the 'simple' parser's lexemes (lower-case, snake_case
-  -- split), in order of first appearance, at most 16, without English function words (a question
-  -- such as "what is my dentist's name" would otherwise match everything) and single ASCII letters
-  -- or digits. Operators of the full-text syntax (& | ! <-> :*) are not words: the parser drops them.
   select pg_catalog.array_agg(x.lexeme order by x.pos)
     into words
     from (select t.lexeme, pg_catalog.min(p.p) as pos
@@ -84,45 +78,57 @@ begin
   if words is null then
     return;
   end if;
-  -- Any of the words, each also as a prefix when it is plain letters and digits. Built from the
-  -- parser's lexemes, quoted: user text never reaches to_tsquery's syntax.
   foreach w in array words loop
-    q := case when pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$'
-              then ('''' || w || ''':*')::tsquery
-              else pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w) end;
+    if pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$' then
+      q := ('''' || w || ''':*')::tsquery;
+      stem := (pg_catalog.ts_lexize('pg_catalog.english_stem'::regdictionary, w))[1];
+      if stem is not null and pg_catalog.char_length(stem) >= 3 and stem <> w and pg_catalog.starts_with(w, stem) then
+        q := q || ('''' || stem || ''':*')::tsquery;
+      end if;
+    else
+      q := pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w);
+    end if;
     tsq := case when tsq is null then q else tsq || q end;
+    if pg_catalog.array_length(fuzzy, 1) is distinct from 8 and not exists (
+         select 1 from public.memories m
+          where m.user_id = p_user_id
+            and (p_category is null or m.category = p_category)
+            and m.search_tsv @@ q) then
+      fuzzy := fuzzy || w;
+    end if;
   end loop;
 
   return query
   with fts as (
     select m.category, m.key,
-           pg_catalog.row_number() over (
-             order by pg_catalog.ts_rank(pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value), tsq) desc,
-                      m.write_seq desc) as rnk
+           pg_catalog.row_number() over (order by pg_catalog.ts_rank(m.search_tsv, tsq) desc, m.write_seq desc) as rnk
       from public.memories m
      where m.user_id = p_user_id
        and (p_category is null or m.category = p_category)
-       and pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value) @@ tsq
+       and m.search_tsv @@ tsq
      order by rnk
      limit pool),
-  -- Candidates of the trigram ranking: the full-text ones, and for each word the memories most
-  -- similar to it (the GIN index), plus, for a word in a script written without spaces (Japanese,
-  -- Chinese, Korean), the memories that contain it (a 2-character name has no trigram to look up).
   candidates as (
     select f.category, f.key from fts f
     union
     select c.category, c.key
-      from pg_catalog.unnest(words[1:8]) qw(word),
-           lateral (select m.category, m.key
-                      from public.memories m
-                     where m.user_id = p_user_id
-                       and (p_category is null or m.category = p_category)
-                       and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
-                     order by @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) desc, m.write_seq desc
+      from pg_catalog.unnest(fuzzy) qw(word),
+           lateral (select s.category, s.key
+                      from (select m.category, m.key, m.write_seq,
+                                   @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) as sim,
+                                   pg_catalog.count(*) over () as n
+                              from (select m.category, m.key, m.value, m.write_seq
+                                      from public.memories m
+                                     where m.user_id = p_user_id
+                                       and (p_category is null or m.category = p_category)
+                                       and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
+                                     limit fuzzy_cap + 1) m) s
+                     where s.n <= fuzzy_cap
+                     order by s.sim desc, s.write_seq desc
                      limit per_word) c
     union
     select c.category, c.key
-      from pg_catalog.unnest(words[1:8]) qw(word),
+      from pg_catalog.unnest(fuzzy) qw(word),
            lateral (select m.category, m.key
                       from public.memories m
                      where qw.word ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]'
@@ -131,8 +137,6 @@ begin
                        and pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), qw.word) > 0
                      order by m.write_seq desc
                      limit per_word) c),
-  -- Every candidate scored alike: for each word, its similarity to the memory's text (1 when the
-  -- text contains it), counted from the threshold up, summed over the words.
   trigram as (
     select m.category, m.key, m.write_seq,
            (select pg_catalog.sum(case when x.sim >= 0.3 then x.sim else 0 end)
