@@ -19,10 +19,29 @@ create schema if not exists extensions;
 create extension if not exists pg_trgm with schema extensions;
 create extension if not exists btree_gin with schema extensions;
 
+-- The 'simple' tsvector of key and value, stored: the full-text ranking reads it instead of
+-- parsing every matching memory's text again (ts_rank needs the tsvector, not only the index).
+-- Adding it rewrites the table once; PostgreSQL fills it on every write.
 alter table public.memories add column if not exists search_tsv tsvector
   generated always as (pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, key || ' ' || value)) stored;
+-- The GIN indexes lead with user_id (btree_gin makes uuid a GIN key), so a search reads this
+-- user's entries only. (An earlier draft indexed the tsvector expression instead: dropped.)
 drop index if exists public.memories_search_fts_idx;
 create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv);
+
+-- memory_list returns the table's rows: it leaves the tsvector out (null) rather than sending it.
+create or replace function public.memory_list(p_user_id uuid, p_category text, p_limit integer)
+returns setof public.memories
+language sql
+stable
+set search_path = ''
+as $$
+  select m.user_id, m.category, m.key, m.value, m.created_at, m.updated_at, m.write_seq, m.clock, null::tsvector
+    from public.memories m
+   where m.user_id = p_user_id and (p_category is null or m.category = p_category)
+   order by m.write_seq desc
+   limit p_limit;
+$$;
 
 do $$
 declare
@@ -47,24 +66,46 @@ language plpgsql
 stable
 set search_path = ''
 set pg_trgm.word_similarity_threshold = 0.3
+-- The planner takes the trigram and full-text operators for cheap (cost 1, like =), so for a user
+-- with many memories it would read all of them through the primary key and evaluate the operator
+-- on each instead of asking the GIN indexes. Operators priced nearer to what they cost make it
+-- choose the indexes; small users still go by the primary key.
 set cpu_operator_cost = 0.5
 as $fn$
 #variable_conflict use_column
 declare
   lim constant integer := least(greatest(coalesce(p_limit, 10), 0), 100);
+  -- Candidates taken from each ranking before fusion.
   pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 3, 30);
+  -- Memories taken per fuzzy word from the trigram index.
   per_word constant integer := 20;
+  -- A word found (as a word or a prefix) in this many of the user's memories is common: it still
+  -- counts in the ranking, but does not bring candidates of its own (see below).
+  common constant integer := 100;
+  -- A fuzzy word whose trigrams are in more than this many memories is not distinctive enough to
+  -- look for as a typo (a misspelt name is in a few; "remind" shares "rem" with every "remember").
   fuzzy_cap constant integer := 50;
   words text[];
+  -- Per word: its full-text query, the text that "contains" it, its document frequency.
+  qs tsquery[] := '{}';
+  tokens text[] := '{}';
+  df integer[];
   fuzzy text[] := '{}';
-  tsq tsquery;
+  tsq_all tsquery;    -- any word: the full-text ranking
+  tsq_rare tsquery;   -- any word that is neither common nor fuzzy
+  tsq_common tsquery; -- every common word
   q tsquery;
   w text;
   stem text;
+  i integer;
 begin
   if lim = 0 or p_query is null then
     return;
   end if;
+  -- The query's words as the index sees them: the 'simple' parser's lexemes (lower-case, snake_case
+  -- split), in order of first appearance, at most 16, without English function words (a question
+  -- such as "what is my dentist's name" would otherwise match everything) and single ASCII letters
+  -- or digits. Operators of the full-text syntax (& | ! <-> :*) are not words: the parser drops them.
   select pg_catalog.array_agg(x.lexeme order by x.pos)
     into words
     from (select t.lexeme, pg_catalog.min(p.p) as pos
@@ -78,36 +119,91 @@ begin
   if words is null then
     return;
   end if;
+  -- Each word as a prefix when it is plain letters and digits, and also its English stem as a
+  -- prefix when the stem begins the word ("books" finds "book", "calling" finds "call"), which
+  -- only widens the match for other languages. Built from the parser's lexemes, quoted: user text
+  -- never reaches to_tsquery's syntax.
   foreach w in array words loop
+    stem := null;
     if pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$' then
       q := ('''' || w || ''':*')::tsquery;
       stem := (pg_catalog.ts_lexize('pg_catalog.english_stem'::regdictionary, w))[1];
       if stem is not null and pg_catalog.char_length(stem) >= 3 and stem <> w and pg_catalog.starts_with(w, stem) then
         q := q || ('''' || stem || ''':*')::tsquery;
+      else
+        stem := null;
       end if;
     else
       q := pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w);
     end if;
-    tsq := case when tsq is null then q else tsq || q end;
-    if pg_catalog.array_length(fuzzy, 1) is distinct from 8 and not exists (
-         select 1 from public.memories m
-          where m.user_id = p_user_id
-            and (p_category is null or m.category = p_category)
-            and m.search_tsv @@ q) then
-      fuzzy := fuzzy || w;
+    qs := qs || q;
+    tokens := tokens || coalesce(stem, w);
+  end loop;
+  -- How many of the user's memories hold each word, counted up to `common` (the GIN index, then
+  -- at most `common` rows per word).
+  select pg_catalog.array_agg(c.n order by x.i)
+    into df
+    from pg_catalog.unnest(qs) with ordinality x(q, i),
+         lateral (select pg_catalog.count(*)::integer as n
+                    from (select 1 from public.memories m
+                           where m.user_id = p_user_id
+                             and (p_category is null or m.category = p_category)
+                             and m.search_tsv @@ x.q
+                           limit common) s) c;
+  for i in 1 .. pg_catalog.array_length(words, 1) loop
+    if df[i] = 0 then
+      if pg_catalog.array_length(fuzzy, 1) is distinct from 8 then
+        fuzzy := fuzzy || words[i];
+      end if;
+      continue;
+    end if;
+    tsq_all := case when tsq_all is null then qs[i] else tsq_all || qs[i] end;
+    if df[i] < common then
+      tsq_rare := case when tsq_rare is null then qs[i] else tsq_rare || qs[i] end;
+    else
+      tsq_common := case when tsq_common is null then qs[i] else tsq_common && qs[i] end;
     end if;
   end loop;
 
   return query
-  with fts as (
-    select m.category, m.key,
-           pg_catalog.row_number() over (order by pg_catalog.ts_rank(m.search_tsv, tsq) desc, m.write_seq desc) as rnk
+  -- Full text, ranked by ts_rank over every word. Its candidates are the memories that hold a word
+  -- that is not common, and those that hold all the common words; when every word is common, also
+  -- the most recent memories that hold any. So a word found in thousands of memories never makes
+  -- the search rank thousands of rows.
+  with fts_candidates as (
+    select m.category, m.key, m.write_seq, m.search_tsv
       from public.memories m
      where m.user_id = p_user_id
        and (p_category is null or m.category = p_category)
-       and m.search_tsv @@ tsq
+       and m.search_tsv @@ coalesce(tsq_rare, tsq_common)
+       and (tsq_rare is not null or pg_catalog.array_length(words, 1) - coalesce(pg_catalog.array_length(fuzzy, 1), 0) > 1)
+    union
+    select m.category, m.key, m.write_seq, m.search_tsv
+      from public.memories m
+     where m.user_id = p_user_id
+       and (p_category is null or m.category = p_category)
+       and m.search_tsv @@ tsq_common
+       and tsq_rare is not null
+    union
+    (select m.category, m.key, m.write_seq, m.search_tsv
+       from public.memories m
+      where tsq_rare is null
+        and m.user_id = p_user_id
+        and (p_category is null or m.category = p_category)
+        and m.search_tsv @@ tsq_all
+      order by m.write_seq desc
+      limit pool)),
+  fts as (
+    select f.category, f.key,
+           pg_catalog.row_number() over (order by pg_catalog.ts_rank(f.search_tsv, tsq_all) desc, f.write_seq desc) as rnk
+      from fts_candidates f
      order by rnk
      limit pool),
+  -- Candidates of the trigram ranking: the full-text ones, and for each fuzzy word (one that no
+  -- memory holds: a typo, a partial word inside another, a word of a script without spaces) the
+  -- memories most similar to it (the trigram index), plus, for a word in a script written without
+  -- spaces (Japanese, Chinese, Korean), the memories that contain it (a 2-character name has no
+  -- trigram to look up).
   candidates as (
     select f.category, f.key from fts f
     union
@@ -137,12 +233,16 @@ begin
                        and pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), qw.word) > 0
                      order by m.write_seq desc
                      limit per_word) c),
+  -- Every candidate scored alike: for each of the first 8 words, 1 when the text contains it (or
+  -- its stem), else for a fuzzy word its trigram similarity from 0.3 up; summed over the words.
   trigram as (
     select m.category, m.key, m.write_seq,
-           (select pg_catalog.sum(case when x.sim >= 0.3 then x.sim else 0 end)
-              from (select greatest(@extschema@.word_similarity(w.word, m.key || ' ' || m.value),
-                                    case when pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), w.word) > 0 then 1 else 0 end) as sim
-                      from pg_catalog.unnest(words[1:8]) w(word)) x) as sim
+           (select pg_catalog.sum(case when pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), x.token) > 0 then 1
+                                       when x.word = any (fuzzy) then
+                                         (select case when s >= 0.3 then s else 0 end
+                                            from @extschema@.word_similarity(x.word, m.key || ' ' || m.value) s)
+                                       else 0 end)
+              from rows from (pg_catalog.unnest(words[1:8]), pg_catalog.unnest(tokens[1:8])) x(word, token)) as sim
       from candidates c
       join public.memories m on m.user_id = p_user_id and m.category = c.category and m.key = c.key),
   trigram_ranked as (
