@@ -71,6 +71,7 @@ set pg_trgm.word_similarity_threshold = 0.3
 -- on each instead of asking the GIN indexes. Operators priced nearer to what they cost make it
 -- choose the indexes; small users still go by the primary key.
 set cpu_operator_cost = 0.5
+set plan_cache_mode = force_custom_plan
 as $fn$
 #variable_conflict use_column
 declare
@@ -98,6 +99,7 @@ declare
   w text;
   stem text;
   i integer;
+  common_words integer := 0;
 begin
   if lim = 0 or p_query is null then
     return;
@@ -162,6 +164,7 @@ begin
       tsq_rare := case when tsq_rare is null then qs[i] else tsq_rare || qs[i] end;
     else
       tsq_common := case when tsq_common is null then qs[i] else tsq_common && qs[i] end;
+      common_words := common_words + 1;
     end if;
   end loop;
 
@@ -176,18 +179,18 @@ begin
      where m.user_id = p_user_id
        and (p_category is null or m.category = p_category)
        and m.search_tsv @@ coalesce(tsq_rare, tsq_common)
-       and (tsq_rare is not null or pg_catalog.array_length(words, 1) - coalesce(pg_catalog.array_length(fuzzy, 1), 0) > 1)
+       and (tsq_rare is not null or (tsq_common is not null and common_words > 1))
     union
     select m.category, m.key, m.write_seq, m.search_tsv
       from public.memories m
      where m.user_id = p_user_id
        and (p_category is null or m.category = p_category)
        and m.search_tsv @@ tsq_common
-       and tsq_rare is not null
+       and tsq_rare is not null and tsq_common is not null
     union
     (select m.category, m.key, m.write_seq, m.search_tsv
        from public.memories m
-      where tsq_rare is null
+      where tsq_rare is null and tsq_all is not null
         and m.user_id = p_user_id
         and (p_category is null or m.category = p_category)
         and m.search_tsv @@ tsq_all
