@@ -37,7 +37,12 @@ alter table public.memories add column if not exists search_tsv tsvector
 -- Its GIN index leads with user_id, like the trigram one below. (An unreleased draft of this
 -- migration indexed the tsvector expression instead: dropped where it exists.)
 drop index if exists public.memories_search_fts_idx;
-create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv);
+create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv)
+  with (fastupdate = off);
+-- fastupdate off (both GIN indexes): a write updates the index itself instead of a pending list
+-- that every search would read through until a vacuum (a manual ANALYZE does not empty it) and
+-- that one unlucky write would flush.
+alter index public.memories_search_tsv_idx set (fastupdate = off);
 
 -- memory_list returns the table's rows: it leaves the tsvector out (null) rather than sending it.
 create or replace function public.memory_list(p_user_id uuid, p_category text, p_limit integer)
@@ -67,7 +72,8 @@ begin
   end if;
 
   execute format('create index if not exists memories_search_trgm_idx on public.memories using gin '
-                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops)', trgm);
+                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops) with (fastupdate = off)', trgm);
+  alter index public.memories_search_trgm_idx set (fastupdate = off);
 
   body := $body$
 create or replace function public.memory_search(p_user_id uuid, p_query text, p_category text default null, p_limit integer default 10)
