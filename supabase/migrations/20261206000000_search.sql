@@ -38,11 +38,13 @@ alter table public.memories add column if not exists search_tsv tsvector
 -- migration indexed the tsvector expression instead: dropped where it exists.)
 drop index if exists public.memories_search_fts_idx;
 create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv)
-  with (fastupdate = off);
--- fastupdate off (both GIN indexes): a write updates the index itself instead of a pending list
--- that every search would read through until a vacuum (a manual ANALYZE does not empty it) and
--- that one unlucky write would flush.
-alter index public.memories_search_tsv_idx set (fastupdate = off);
+  with (gin_pending_list_limit = 256);
+-- A small pending list (256 kB, not the default 4 MB; both GIN indexes): new entries wait there
+-- until a vacuum or until it is full, and every search reads all of it (a manual ANALYZE does not
+-- empty it). With 4 MB, a search after an import of 1,000 memories took 9 ms instead of 2 on
+-- PostgreSQL; without a pending list (fastupdate off), inserting 100,000 memories in one
+-- statement took 12 s instead of 4 (5 with 256 kB).
+alter index public.memories_search_tsv_idx set (gin_pending_list_limit = 256);
 
 -- memory_list returns the table's rows: it leaves the tsvector out (null) rather than sending it.
 create or replace function public.memory_list(p_user_id uuid, p_category text, p_limit integer)
@@ -72,8 +74,8 @@ begin
   end if;
 
   execute format('create index if not exists memories_search_trgm_idx on public.memories using gin '
-                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops) with (fastupdate = off)', trgm);
-  alter index public.memories_search_trgm_idx set (fastupdate = off);
+                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops) with (gin_pending_list_limit = 256)', trgm);
+  alter index public.memories_search_trgm_idx set (gin_pending_list_limit = 256);
 
   body := $body$
 create or replace function public.memory_search(p_user_id uuid, p_query text, p_category text default null, p_limit integer default 10)
