@@ -189,9 +189,9 @@ begin
 
   return query
   -- Full text, ranked by ts_rank over every word. Its candidates are the memories that hold a word
-  -- that is not common, and those that hold all the common words; when every word is common, also
-  -- the most recent memories that hold any. So a word found in thousands of memories never makes
-  -- the search rank thousands of rows.
+  -- that is not common, and those that hold all the common words (when there are several); when
+  -- every word is common, also the most recent memories that hold any. So a word found in
+  -- thousands of memories never makes the search rank thousands of rows.
   with fts_candidates as (
     select m.category, m.key, m.write_seq, m.search_tsv
       from public.memories m
