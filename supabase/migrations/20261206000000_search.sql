@@ -3,10 +3,20 @@
 -- Two signals, both available on every backend (PGlite ships pg_trgm and btree_gin as contrib
 -- extensions, Debian's PostgreSQL and Supabase have them):
 --  - full text over key and value with the language-neutral 'simple' configuration (names and
---    non-English words are kept as written, lower-cased; the parser splits snake_case keys);
---  - trigram word similarity (pg_trgm) per query word, for typos, partial words and scripts
---    without spaces;
+--    non-English words are kept as written, lower-cased; the parser splits snake_case keys), each
+--    query word also as a prefix and by its English stem ("books" finds "book"), ranked by ts_rank
+--    over a stored tsvector column;
+--  - trigram word similarity (pg_trgm), as the fallback for the words full text does not find at
+--    all (typos, partial words inside another word, scripts without spaces), plus containment;
 -- fused by reciprocal rank fusion (score = sum of 1 / (60 + rank) over the two rankings).
+--
+-- Cost is bounded by design, not by the number of memories: each word's document frequency
+-- among the user's memories is counted up to 100; a word in 100 or more of them (common for this
+-- user: "name", "doctor", "book") still counts in the ranking but brings no candidates of its own,
+-- so a search never ranks thousands of rows; the trigram index is asked only for words that no
+-- memory holds, and a fuzzy word similar to more than 50 memories is dropped as not
+-- distinctive. The plan is made for each call (plan_cache_mode): a generic plan, blind to the
+-- user's size, would read a large user's memories one by one.
 --
 -- Indexes lead with user_id (btree_gin makes uuid a GIN key), so a search reads this user's
 -- entries only and its cost does not grow with the number of users.
@@ -18,6 +28,37 @@
 create schema if not exists extensions;
 create extension if not exists pg_trgm with schema extensions;
 create extension if not exists btree_gin with schema extensions;
+
+-- The 'simple' tsvector of key and value, stored: the full-text ranking reads it instead of
+-- parsing every matching memory's text again (ts_rank needs the tsvector, not only the index).
+-- Adding it rewrites the table once; PostgreSQL fills it on every write.
+alter table public.memories add column if not exists search_tsv tsvector
+  generated always as (pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, key || ' ' || value)) stored;
+-- Its GIN index leads with user_id, like the trigram one below. (An unreleased draft of this
+-- migration indexed the tsvector expression instead: dropped where it exists.)
+drop index if exists public.memories_search_fts_idx;
+create index if not exists memories_search_tsv_idx on public.memories using gin (user_id, search_tsv)
+  with (gin_pending_list_limit = 256);
+-- A small pending list (256 kB, not the default 4 MB; both GIN indexes): new entries wait there
+-- until a vacuum or until it is full, and every search reads all of it (a manual ANALYZE does not
+-- empty it). With 4 MB, a search after an import of 1,000 memories took 9 ms instead of 2 on
+-- PostgreSQL; without a pending list (fastupdate off), inserting 100,000 memories in one
+-- statement took 12 s instead of 4 (5 with 256 kB).
+alter index public.memories_search_tsv_idx set (gin_pending_list_limit = 256);
+
+-- memory_list returns the table's rows: it leaves the tsvector out (null) rather than sending it.
+create or replace function public.memory_list(p_user_id uuid, p_category text, p_limit integer)
+returns setof public.memories
+language sql
+stable
+set search_path = ''
+as $$
+  select m.user_id, m.category, m.key, m.value, m.created_at, m.updated_at, m.write_seq, m.clock, null::tsvector
+    from public.memories m
+   where m.user_id = p_user_id and (p_category is null or m.category = p_category)
+   order by m.write_seq desc
+   limit p_limit;
+$$;
 
 do $$
 declare
@@ -32,12 +73,9 @@ begin
     execute format('grant usage on schema %I to service_role', trgm);
   end if;
 
-  -- The expressions here and in memory_search must be written identically for the planner to use
-  -- the indexes.
-  execute 'create index if not exists memories_search_fts_idx on public.memories using gin '
-          || '(user_id, (pg_catalog.to_tsvector(''pg_catalog.simple''::regconfig, key || '' '' || value)))';
   execute format('create index if not exists memories_search_trgm_idx on public.memories using gin '
-                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops)', trgm);
+                 '(user_id, (key || '' '' || value) %I.gin_trgm_ops) with (gin_pending_list_limit = 256)', trgm);
+  alter index public.memories_search_trgm_idx set (gin_pending_list_limit = 256);
 
   body := $body$
 create or replace function public.memory_search(p_user_id uuid, p_query text, p_category text default null, p_limit integer default 10)
@@ -47,22 +85,40 @@ stable
 set search_path = ''
 set pg_trgm.word_similarity_threshold = 0.3
 -- The planner takes the trigram and full-text operators for cheap (cost 1, like =), so for a user
--- with many memories it reads all of them through the user_id btree and evaluates the operator on
--- each (about 100 ms at 10,000 memories) instead of asking the GIN indexes (a few ms). Operators
--- priced nearer to what they cost make it choose the indexes; small users still go by btree.
+-- with many memories it would read all of them through the primary key and evaluate the operator
+-- on each instead of asking the GIN indexes. Operators priced nearer to what they cost make it
+-- choose the indexes; small users still go by the primary key. Every call is planned with its
+-- values (the user, the words): a cached generic plan took 200-400 ms on PGlite for a large user.
 set cpu_operator_cost = 0.5
+set plan_cache_mode = force_custom_plan
 as $fn$
 #variable_conflict use_column
 declare
   lim constant integer := least(greatest(coalesce(p_limit, 10), 0), 100);
   -- Candidates taken from each ranking before fusion.
   pool constant integer := greatest(least(greatest(coalesce(p_limit, 10), 0), 100) * 3, 30);
-  -- Memories taken per query word from the trigram index.
+  -- Memories taken per fuzzy word from the trigram index.
   per_word constant integer := 20;
+  -- A word found (as a word or a prefix) in this many of the user's memories is common: it still
+  -- counts in the ranking, but does not bring candidates of its own (see below).
+  common constant integer := 100;
+  -- A fuzzy word similar (0.3) to more than this many memories is not distinctive enough to look
+  -- for as a typo (a misspelt name is like a few; "remind" is like every "remember").
+  fuzzy_cap constant integer := 50;
   words text[];
-  tsq tsquery;
+  -- Per word: its full-text query, the text that "contains" it, its document frequency.
+  qs tsquery[] := '{}';
+  tokens text[] := '{}';
+  df integer[];
+  fuzzy text[] := '{}';
+  tsq_all tsquery;    -- any word: the full-text ranking
+  tsq_rare tsquery;   -- any word that is neither common nor fuzzy
+  tsq_common tsquery; -- every common word
   q tsquery;
   w text;
+  stem text;
+  i integer;
+  common_words integer := 0;
 begin
   if lim = 0 or p_query is null then
     return;
@@ -84,45 +140,113 @@ begin
   if words is null then
     return;
   end if;
-  -- Any of the words, each also as a prefix when it is plain letters and digits. Built from the
-  -- parser's lexemes, quoted: user text never reaches to_tsquery's syntax.
+  -- Each word as a prefix when it is plain letters and digits, and also its English stem as a
+  -- prefix when the stem begins the word ("books" finds "book", "calling" finds "call"), which
+  -- only widens the match for other languages. Built from the parser's lexemes, quoted: user text
+  -- never reaches to_tsquery's syntax.
   foreach w in array words loop
-    q := case when pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$'
-              then ('''' || w || ''':*')::tsquery
-              else pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w) end;
-    tsq := case when tsq is null then q else tsq || q end;
+    stem := null;
+    if pg_catalog.char_length(w) >= 3 and w ~ '^[[:alnum:]]+$' then
+      q := ('''' || w || ''':*')::tsquery;
+      stem := (pg_catalog.ts_lexize('pg_catalog.english_stem'::regdictionary, w))[1];
+      if stem is not null and pg_catalog.char_length(stem) >= 3 and stem <> w and pg_catalog.starts_with(w, stem) then
+        q := q || ('''' || stem || ''':*')::tsquery;
+      else
+        stem := null;
+      end if;
+    else
+      q := pg_catalog.plainto_tsquery('pg_catalog.simple'::regconfig, w);
+    end if;
+    qs := qs || q;
+    tokens := tokens || coalesce(stem, w);
+  end loop;
+  -- How many of the user's memories hold each word, counted up to `common` (the GIN index, then
+  -- at most `common` rows per word).
+  select pg_catalog.array_agg(c.n order by x.i)
+    into df
+    from pg_catalog.unnest(qs) with ordinality x(q, i),
+         lateral (select pg_catalog.count(*)::integer as n
+                    from (select 1 from public.memories m
+                           where m.user_id = p_user_id
+                             and (p_category is null or m.category = p_category)
+                             and m.search_tsv @@ x.q
+                           limit common) s) c;
+  for i in 1 .. pg_catalog.array_length(words, 1) loop
+    if df[i] = 0 then
+      if pg_catalog.array_length(fuzzy, 1) is distinct from 8 then
+        fuzzy := fuzzy || words[i];
+      end if;
+      continue;
+    end if;
+    tsq_all := case when tsq_all is null then qs[i] else tsq_all || qs[i] end;
+    if df[i] < common then
+      tsq_rare := case when tsq_rare is null then qs[i] else tsq_rare || qs[i] end;
+    else
+      tsq_common := case when tsq_common is null then qs[i] else tsq_common && qs[i] end;
+      common_words := common_words + 1;
+    end if;
   end loop;
 
   return query
-  with fts as (
-    select m.category, m.key,
-           pg_catalog.row_number() over (
-             order by pg_catalog.ts_rank(pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value), tsq) desc,
-                      m.write_seq desc) as rnk
+  -- Full text, ranked by ts_rank over every word. Its candidates are the memories that hold a word
+  -- that is not common, and those that hold all the common words (when there are several); when
+  -- every word is common, also the most recent memories that hold any. So a word found in
+  -- thousands of memories never makes the search rank thousands of rows.
+  with fts_candidates as (
+    select m.category, m.key, m.write_seq, m.search_tsv
       from public.memories m
      where m.user_id = p_user_id
        and (p_category is null or m.category = p_category)
-       and pg_catalog.to_tsvector('pg_catalog.simple'::regconfig, m.key || ' ' || m.value) @@ tsq
+       and m.search_tsv @@ coalesce(tsq_rare, tsq_common)
+       and (tsq_rare is not null or (tsq_common is not null and common_words > 1))
+    union
+    select m.category, m.key, m.write_seq, m.search_tsv
+      from public.memories m
+     where m.user_id = p_user_id
+       and (p_category is null or m.category = p_category)
+       and m.search_tsv @@ tsq_common
+       and tsq_rare is not null and tsq_common is not null
+    union
+    (select m.category, m.key, m.write_seq, m.search_tsv
+       from public.memories m
+      where tsq_rare is null and tsq_all is not null
+        and m.user_id = p_user_id
+        and (p_category is null or m.category = p_category)
+        and m.search_tsv @@ tsq_all
+      order by m.write_seq desc
+      limit pool)),
+  fts as (
+    select f.category, f.key,
+           pg_catalog.row_number() over (order by pg_catalog.ts_rank(f.search_tsv, tsq_all) desc, f.write_seq desc) as rnk
+      from fts_candidates f
      order by rnk
      limit pool),
-  -- Candidates of the trigram ranking: the full-text ones, and for each word the memories most
-  -- similar to it (the GIN index), plus, for a word in a script written without spaces (Japanese,
-  -- Chinese, Korean), the memories that contain it (a 2-character name has no trigram to look up).
+  -- Candidates of the trigram ranking: the full-text ones, and for each fuzzy word (one that no
+  -- memory holds: a typo, a partial word inside another, a word of a script without spaces) the
+  -- memories most similar to it (the trigram index), plus, for a word in a script written without
+  -- spaces (Japanese, Chinese, Korean), the memories that contain it (a 2-character name has no
+  -- trigram to look up).
   candidates as (
     select f.category, f.key from fts f
     union
     select c.category, c.key
-      from pg_catalog.unnest(words[1:8]) qw(word),
-           lateral (select m.category, m.key
-                      from public.memories m
-                     where m.user_id = p_user_id
-                       and (p_category is null or m.category = p_category)
-                       and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
-                     order by @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) desc, m.write_seq desc
+      from pg_catalog.unnest(fuzzy) qw(word),
+           lateral (select s.category, s.key
+                      from (select m.category, m.key, m.write_seq,
+                                   @extschema@.word_similarity(qw.word, m.key || ' ' || m.value) as sim,
+                                   pg_catalog.count(*) over () as n
+                              from (select m.category, m.key, m.value, m.write_seq
+                                      from public.memories m
+                                     where m.user_id = p_user_id
+                                       and (p_category is null or m.category = p_category)
+                                       and qw.word operator(@extschema@.<%) (m.key || ' ' || m.value)
+                                     limit fuzzy_cap + 1) m) s
+                     where s.n <= fuzzy_cap
+                     order by s.sim desc, s.write_seq desc
                      limit per_word) c
     union
     select c.category, c.key
-      from pg_catalog.unnest(words[1:8]) qw(word),
+      from pg_catalog.unnest(fuzzy) qw(word),
            lateral (select m.category, m.key
                       from public.memories m
                      where qw.word ~ '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]'
@@ -131,14 +255,16 @@ begin
                        and pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), qw.word) > 0
                      order by m.write_seq desc
                      limit per_word) c),
-  -- Every candidate scored alike: for each word, its similarity to the memory's text (1 when the
-  -- text contains it), counted from the threshold up, summed over the words.
+  -- Every candidate scored alike: for each of the first 8 words, 1 when the text contains it (or
+  -- its stem), else for a fuzzy word its trigram similarity from 0.3 up; summed over the words.
   trigram as (
     select m.category, m.key, m.write_seq,
-           (select pg_catalog.sum(case when x.sim >= 0.3 then x.sim else 0 end)
-              from (select greatest(@extschema@.word_similarity(w.word, m.key || ' ' || m.value),
-                                    case when pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), w.word) > 0 then 1 else 0 end) as sim
-                      from pg_catalog.unnest(words[1:8]) w(word)) x) as sim
+           (select pg_catalog.sum(case when pg_catalog.strpos(pg_catalog.lower(m.key || ' ' || m.value), x.token) > 0 then 1
+                                       when x.word = any (fuzzy) then
+                                         (select case when s >= 0.3 then s else 0 end
+                                            from @extschema@.word_similarity(x.word, m.key || ' ' || m.value) s)
+                                       else 0 end)
+              from rows from (pg_catalog.unnest(words[1:8]), pg_catalog.unnest(tokens[1:8])) x(word, token)) as sim
       from candidates c
       join public.memories m on m.user_id = p_user_id and m.category = c.category and m.key = c.key),
   trigram_ranked as (
