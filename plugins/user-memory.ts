@@ -5,7 +5,7 @@ import type { ParticipantLike } from './identity.js';
 import { applyLateMemory, waitsForLateMemory } from './late-memory.js';
 import { agentsLogger, type MemoryLogger } from './logger.js';
 import { processMemoryStore } from './process-store.js';
-import { DEFAULT_RECALL_BUDGET_MS, DEFAULT_RECALL_LIMIT, recallMemoriesForTurn } from './recall.js';
+import { DEFAULT_RECALL_BUDGET_MS, DEFAULT_RECALL_LIMIT, recallMemoriesForTurn, type RecallOutcome } from './recall.js';
 import {
   DEFAULT_MEMORY_BUDGET_MS,
   memoryInstructions,
@@ -145,6 +145,10 @@ export class AgentMemory {
   #recall: RecallSettings | undefined;
   /** Recall per user message id: one search per turn, however many model requests the turn makes. */
   #recalled = new Map<string, Promise<string | undefined>>();
+  /** Started on the caller's final transcript, before the turn ends: used when the turn's text matches. */
+  #prefetched: { text: string; outcome: Promise<RecallOutcome> } | undefined;
+  /** The final transcripts of the turn in progress (agents-js joins them with spaces). */
+  #finals: string[] = [];
   #withRecall = new WeakSet<voice.Agent>();
   /** The memory part of instructions built while memory was late, kept to swap it when memory lands. */
   #loadingPart: string | undefined;
@@ -260,6 +264,9 @@ export class AgentMemory {
       if (agent) this.addRecall(agent);
     };
     session.on(voice.AgentSessionEventTypes.SpeechCreated, recallFor);
+    session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (event) => {
+      if (event.isFinal) this.#prefetch(event.transcript);
+    });
     recallFor();
     session.on(voice.AgentSessionEventTypes.AgentStateChanged, () => {
       if (this.#loadingPart && !isLate(this.#state)) void this.#applyLate(currentAgent(session));
@@ -307,18 +314,26 @@ export class AgentMemory {
     if (!pending || !text) return chatCtx;
     let found = this.#recalled.get(pending.message.id);
     if (!found) {
-      found = recallMemoriesForTurn(state.handle, text, { ...recall, exclude: state.memories }).then((outcome) => {
-        // Ids, counts and times only: never the words or the memories.
+      const prefetched = this.#prefetched?.text === text.trim() ? this.#prefetched : undefined;
+      this.#prefetched = undefined;
+      this.#finals = [];
+      const outcome = prefetched?.outcome ?? this.#search(text);
+      const waitFrom = performance.now();
+      found = outcome.then((o) => {
+        // Ids, counts and times only: never the words or the memories. `waitedMs` is what the
+        // reply waited for it (less than `ms` when it started on the final transcript).
         this.#logger.info(
           {
             userId: state.user.id,
-            status: outcome.status,
-            ms: Math.round(outcome.elapsedMs * 100) / 100,
-            memories: outcome.status === 'found' ? outcome.memories.length : 0,
+            status: o.status,
+            ms: Math.round(o.elapsedMs * 100) / 100,
+            waitedMs: Math.round((performance.now() - waitFrom) * 100) / 100,
+            prefetched: prefetched !== undefined,
+            memories: o.status === 'found' ? o.memories.length : 0,
           },
           'memory recalled for the turn',
         );
-        return outcome.status === 'found' ? outcome.text : undefined;
+        return o.status === 'found' ? o.text : undefined;
       });
       this.#recalled.set(pending.message.id, found);
     }
@@ -327,6 +342,24 @@ export class AgentMemory {
     const copy = chatCtx.copy();
     copy.items.splice(pending.index, 0, llm.ChatMessage.create({ role: 'system', content: recalled }));
     return copy;
+  }
+
+  /** One recall search for this text, within the recall budget (never rejects). */
+  #search(text: string): Promise<RecallOutcome> {
+    const state = this.#state;
+    if (!this.#recall || !state.available) return Promise.resolve({ status: 'nothing', elapsedMs: 0 });
+    return recallMemoriesForTurn(state.handle, text, { ...this.#recall, exclude: state.memories });
+  }
+
+  /**
+   * The caller's words so far, as the speech-to-text finalised them: start the turn's recall now,
+   * while the turn is still being detected, so the reply does not wait for it.
+   */
+  #prefetch(transcript: string): void {
+    if (!this.#recall || !this.#state.available || !transcript.trim()) return;
+    this.#finals.push(transcript.trim());
+    const text = this.#finals.join(' ');
+    this.#prefetched = { text, outcome: this.#search(text) };
   }
 
   /**

@@ -84,7 +84,7 @@ interface TurnTimes {
   chats: Array<{ at: number; finished: number; toolResults: number }>;
   /** Time the memory tools took, as the worker measured and logged it ("memory tool answered"). */
   memoryMs: number;
-  /** Time per-turn recall took before the model request ("memory recalled for the turn"). */
+  /** Time the model request waited for per-turn recall ("memory recalled for the turn", waitedMs). */
   recallMs: number;
   firstAudible: number;
 }
@@ -109,13 +109,13 @@ const SEGMENTS: Array<[keyof Segments, string]> = [
   ['total', 'total (end of speech → first audible frame)'],
 ];
 
-/** The sum of the `ms` of the worker's log lines with this message. */
-function loggedMs(lines: string[], message: string): number {
+/** The sum of a duration field (`ms` by default) of the worker's log lines with this message. */
+function loggedMs(lines: string[], message: string, field = 'ms'): number {
   let total = 0;
   for (const line of lines) {
     if (!line.includes(message)) continue;
     try {
-      const ms = (JSON.parse(line) as { ms?: unknown }).ms;
+      const ms = (JSON.parse(line) as Record<string, unknown>)[field];
       if (typeof ms === 'number') total += ms;
     } catch {
       // Not a JSON log line.
@@ -264,7 +264,8 @@ async function runPath(
               transcript: clock(transcript.at),
               chats,
               memoryMs: loggedMs(stack.workerLog.slice(logSince), 'memory tool answered'),
-              recallMs: loggedMs(stack.workerLog.slice(logSince), 'memory recalled for the turn'),
+              // What the reply waited for recall (it starts on the final transcript, so often ~0).
+              recallMs: loggedMs(stack.workerLog.slice(logSince), 'memory recalled for the turn', 'waitedMs'),
               firstAudible: heard.firstAudibleAt,
             });
             log(

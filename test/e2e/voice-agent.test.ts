@@ -122,6 +122,12 @@ for (const mode of ['realtime', 'http'] as const) {
       );
       expect(rows).toEqual([{ user_id: identityToUserId(ALICE), value: 'teal' }]);
       expect(stack.model.speech.speeches.some((s) => String(s.input).includes('"teal"'))).toBe(true);
+      // Per-turn recall started on her final transcript, before the turn ended, and was used.
+      const recalls = stack.workerLog
+        .filter((line) => line.includes('memory recalled for the turn'))
+        .map((line) => JSON.parse(line) as { prefetched: boolean });
+      expect(recalls.length).toBeGreaterThan(0);
+      expect(recalls.every((r) => r.prefetched)).toBe(true);
 
       const { answer: bobHeard } = await turn(bob, 'what is my favorite color', 'bob-question.wav');
       expect(bobHeard.audibleSec).toBeGreaterThan(0.2);
