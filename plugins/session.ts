@@ -37,6 +37,11 @@ export interface UserMemoryReady {
   user: User;
   firstSession: boolean;
   memories: Memory[];
+  /**
+   * True when `memories` is every memory the user had at session start (fewer than the limit came
+   * back): per-turn recall, which brings only memories not loaded, then has nothing to search for.
+   */
+  allLoaded: boolean;
   /** The user's agent settings for the tenant (secrets still encrypted), loaded in the same round trip. */
   settings: StoredSettings | null;
   /** The delimited block for the agent's instructions ('' when nothing is stored yet). */
@@ -108,6 +113,7 @@ async function provision(
       user: session.user,
       firstSession: session.firstSession,
       memories: session.memories,
+      allLoaded: session.memories.length < memoryLimit,
       settings: session.settings,
       memoryBlock: renderMemoryBlock(session.memories, options.block),
       tools: createMemoryTools(handle, options.tools),

@@ -329,6 +329,7 @@ export class AgentMemory {
             ms: Math.round(o.elapsedMs * 100) / 100,
             waitedMs: Math.round((performance.now() - waitFrom) * 100) / 100,
             prefetched: prefetched !== undefined,
+            searched: !state.allLoaded,
             memories: o.status === 'found' ? o.memories.length : 0,
           },
           'memory recalled for the turn',
@@ -347,7 +348,11 @@ export class AgentMemory {
   /** One recall search for this text, within the recall budget (never rejects). */
   #search(text: string): Promise<RecallOutcome> {
     const state = this.#state;
-    if (!this.#recall || !state.available) return Promise.resolve({ status: 'nothing', elapsedMs: 0 });
+    // Every memory of the user is in the block already (it had fewer than the limit at session
+    // start): recall could only bring one stored since, by this call (the conversation holds it) or
+    // by another call of theirs at the same time (the next call's block will).
+    if (!this.#recall || !state.available || state.allLoaded)
+      return Promise.resolve({ status: 'nothing', elapsedMs: 0 });
     return recallMemoriesForTurn(state.handle, text, { ...this.#recall, exclude: state.memories });
   }
 

@@ -187,6 +187,16 @@ describe('userMemory and handoffs (real agents-js classes, real PostgreSQL)', ()
     );
   });
 
+  it('a user whose every memory is in the block: recall has nothing to add and does not search', async () => {
+    const memory = await userMemory(jobFor(BOB), { store, budgetMs: Infinity, memoryLimit: 20 });
+    expect(memory.state.available && memory.state.allLoaded).toBe(true);
+    const search = vi.spyOn(memory.handle!, 'search');
+    const ctx = new voice.Agent(memory.agentOptions('Base.')).chatCtx.copy();
+    ctx.addMessage({ role: 'user', content: 'who is my dentist?' });
+    expect(await memory.recallInto(ctx)).toBe(ctx);
+    expect(search).not.toHaveBeenCalled();
+  });
+
   it('recall: false leaves every request as it is', async () => {
     const memory = await userMemory(jobFor(ALICE), { store, budgetMs: Infinity, memoryLimit: 5, recall: false });
     const ctx = new voice.Agent(memory.agentOptions('Base.')).chatCtx.copy();
