@@ -116,6 +116,8 @@ export interface LoadOptions {
   seed?: number;
   /** Process sampling interval (default 1000 ms). */
   sampleMs?: number;
+  /** Write each started worker's log here (worker-<n>.log) at the end. */
+  logDir?: string;
 }
 
 interface PlannedSession {
@@ -470,6 +472,8 @@ interface SessionEnv {
   agentName(worker: number): string;
   /** Strict content checks (the scripted model is ours): a wrong reply fails the session. */
   strict: boolean;
+  /** The workers run in voice mode: text sessions type into a voice call. */
+  voiceStack: boolean;
   outDir: string;
   /** Identities whose colour a finished store turn has acknowledged, with when. */
   stored: Map<string, number>;
@@ -501,7 +505,7 @@ async function runSession(plan: PlannedSession, env: SessionEnv): Promise<Sessio
   };
   const stored = () => env.stored.set(plan.identity, Date.now());
   try {
-    if (!plan.voice) {
+    if (!plan.voice && !env.voiceStack) {
       const t0 = Date.now();
       const p = await ChatParticipant.join(env.url(plan.node), token);
       try {
@@ -546,7 +550,27 @@ async function runSession(plan: PlannedSession, env: SessionEnv): Promise<Sessio
         outcome.joinToGreetingMs = greeting.firstAudibleAt - t0;
         if (outcome.expectedMemory) await waitForText(plan.colour, 0, 3_000);
         outcome.greeting = texts.join('\n');
-        for (const { wav, kind } of VOICE_TURNS) {
+        if (!plan.voice) {
+          // Text in a voice call: a worker in voice mode serves typed chat (lk.chat) only to a
+          // participant in the call (ChatParticipant, which publishes no audio and subscribes to
+          // nothing, is never answered there), and answers in speech and transcription.
+          const turn = async (text: string, expect?: string) => {
+            const since = texts.length;
+            const start = now();
+            await caller.room.localParticipant!.sendText(text, { topic: 'lk.chat' });
+            const heard = await caller.waitForAgentAudio({ after: start, timeoutMs: 30_000, quietMs: 800 });
+            outcome.turnMs.push(heard.firstAudibleAt - start);
+            if (expect) {
+              const ok = await waitForText(expect, since, 5_000);
+              check(ok, `${plan.identity}: reply to "${text}" lacks ${expect}: ${texts.slice(since).join(' | ')}`);
+            }
+          };
+          await turn(`I like the colour ${plan.colour}`, plan.colour);
+          stored();
+          await turn('What is my favourite colour?', plan.colour);
+          await turn('How are you today?');
+        }
+        for (const { wav, kind } of plan.voice ? VOICE_TURNS : []) {
           const since = texts.length;
           const file = path.join(FIXTURES, wav);
           const said = await caller.say(file);
@@ -655,6 +679,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       apiSecret: c ? c.nodes[0]!.server.apiSecret : target!.apiSecret,
       agentName: (worker) => (c ? c.workers[worker]!.agentName : target!.agentName),
       strict: Boolean(c),
+      voiceStack: agentMode === 'voice',
       outDir,
       stored: new Map(),
       active: new Map(),
@@ -824,6 +849,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     return result;
   } finally {
     progress('stopping...');
+    if (cluster && options.logDir) {
+      fs.mkdirSync(options.logDir, { recursive: true });
+      for (const w of cluster.workers) {
+        fs.writeFileSync(path.join(options.logDir, `worker-${w.index + 1}.log`), `${w.stack.workerLog.join('\n')}\n`);
+      }
+    }
     await cluster?.stop().catch(() => {});
     await model?.stop().catch(() => {});
     await releaseLiveKitClients();
@@ -910,6 +941,7 @@ cross-user read. Progress on stderr; a table on stdout at the end.
   --json <file>           write the result as JSON (keys: nodes, workers, sessions.started,
                           sessions.completed, errors, crossUserReads, joinToGreetingMs.p50/p95/p99,
                           turnMs, memoryOps, workerProcesses, ...)
+  --logs <dir>            write each started worker's log there
   -h, --help              this text
 `;
 
@@ -932,6 +964,7 @@ export async function main(argv: string[]): Promise<number> {
         'worker-pids': { type: 'string' },
         seed: { type: 'string' },
         json: { type: 'string' },
+        logs: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -967,6 +1000,7 @@ export async function main(argv: string[]): Promise<number> {
       nodes: int(values.nodes, 'nodes', 2, 1, 15),
       workers: int(values.workers, 'workers', 2, 1, 16),
       seed: int(values.seed, 'seed', 1, 0, 2 ** 31),
+      logDir: values.logs,
       target: values.url
         ? {
             url: values.url,
