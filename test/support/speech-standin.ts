@@ -31,8 +31,11 @@
  *   (divided by `speed`, within [`minSpeechSeconds`, `maxSpeechSeconds`]), 24 kHz mono, as `pcm`
  *   (raw s16le, what `openai.TTS` asks for) or `wav`. Other formats get a 400.
  *
- * With no transcript queued, an utterance is answered with an empty transcript (the plugin then
- * emits no FINAL_TRANSCRIPT) and its record says `unscripted: true`.
+ * With no transcript queued, the `transcriber` (when set) picks one from the utterance (its
+ * duration, level, websocket): the way to serve concurrent callers, since the queue is one list
+ * for the whole server and no STT request names its room (`scripts/load.ts` picks by duration).
+ * With neither, an utterance is answered with an empty transcript (the plugin then emits no
+ * FINAL_TRANSCRIPT) and its record says `unscripted: true`.
  *
  * Every transcription (websocket utterance or HTTP upload) and every speech request is recorded.
  */
@@ -129,8 +132,28 @@ interface Waiter<T> {
   resolve: (record: T) => void;
 }
 
+/** What a transcriber is told about one utterance (websocket segment or HTTP upload). */
+export interface Utterance {
+  transport: 'realtime' | 'http';
+  /** The speech segment (realtime) or the whole file (HTTP), in seconds. */
+  durationSeconds: number;
+  /** RMS as a fraction of full scale. */
+  rms: number;
+  /** Realtime: the websocket's index into `realtimeSessions`. */
+  sessionIndex?: number;
+}
+
+/**
+ * Picks an utterance's transcript from the audio itself, for concurrent callers: the queue is one
+ * list for the whole server, so callers in several rooms at once cannot share it (nothing an STT
+ * request carries names the room). Return undefined for "nothing recognized".
+ */
+export type Transcriber = (utterance: Utterance) => string | undefined;
+
 export class SpeechStandin {
   readonly transcriptions: TranscriptionRecord[] = [];
+  /** Consulted when no transcript is queued (queued transcripts come first). */
+  transcriber: Transcriber | undefined;
   readonly speeches: SpeechRecord[] = [];
   readonly realtimeSessions: RealtimeSessionRecord[] = [];
 
@@ -238,8 +261,8 @@ export class SpeechStandin {
     } catch (error) {
       return sendError(res, 400, `The stand-in decodes only 16-bit PCM WAV files: ${(error as Error).message}`);
     }
-    const { text, unscripted } = this.#nextTranscript();
     const durationSeconds = wav.samples.length / wav.sampleRate;
+    const { text, unscripted } = this.#nextTranscript({ transport: 'http', durationSeconds, rms: rms(wav.samples) });
     this.#recordTranscription({
       transport: 'http',
       model: fields.model,
@@ -391,8 +414,8 @@ export class SpeechStandin {
   }
 
   /** @internal */
-  takeTranscript(): { text: string; unscripted: boolean } {
-    return this.#nextTranscript();
+  takeTranscript(utterance: Utterance): { text: string; unscripted: boolean } {
+    return this.#nextTranscript(utterance);
   }
 
   /** @internal */
@@ -400,8 +423,8 @@ export class SpeechStandin {
     return this.#recordTranscription(record);
   }
 
-  #nextTranscript(): { text: string; unscripted: boolean } {
-    const text = this.#queue.shift();
+  #nextTranscript(utterance: Utterance): { text: string; unscripted: boolean } {
+    const text = this.#queue.shift() ?? this.transcriber?.(utterance);
     return text === undefined ? { text: '', unscripted: true } : { text, unscripted: false };
   }
 
@@ -586,8 +609,13 @@ class RealtimeConnection {
       this.send({ type: 'input_audio_buffer.speech_stopped', item_id: itemId, audio_end_ms: this.#ms(end) });
     }
     this.send({ type: 'input_audio_buffer.committed', item_id: itemId, previous_item_id: null });
-    const { text, unscripted } = this.standin.takeTranscript();
     const durationSeconds = segment.length / this.#sampleRate;
+    const { text, unscripted } = this.standin.takeTranscript({
+      transport: 'realtime',
+      durationSeconds,
+      rms: rms(segment),
+      sessionIndex: this.record.index,
+    });
     this.standin.recordTranscription({
       transport: 'realtime',
       model: this.#model,
