@@ -43,6 +43,8 @@ import { ChatParticipant } from './lib/chat-participant.js';
 import { FRAME_MS, VoiceCaller, measureAudible, now } from './lib/voice-caller.js';
 import { readWavFile } from './lib/wav.js';
 import { isMain } from './livekit/main.js';
+import { childrenMap } from '../test/support/proc.js';
+import { seededRandom } from '../test/support/random.js';
 
 const FIXTURES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../test/fixtures/audio');
 
@@ -202,23 +204,11 @@ function distribution(values: number[]): Distribution {
   };
 }
 
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Sessions k with floor((k+1)·share) > floor(k·share): the share spread evenly over the run. */
 const spread = (k: number, share: number) => Math.floor((k + 1) * share + 1e-9) > Math.floor(k * share + 1e-9);
 
 export function planSessions(options: LoadOptions, runId: string): PlannedSession[] {
-  const rnd = random(options.seed ?? 1);
+  const rnd = seededRandom(options.seed ?? 1);
   const identities: Array<{ identity: string; colour: string }> = [];
   const plan: PlannedSession[] = [];
   let returningCount = 0;
@@ -333,21 +323,6 @@ function clockTicks(): number {
   } catch {
     return 100;
   }
-}
-
-function childrenMap(): Map<number, number[]> {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
 }
 
 function readProc(pid: number): { ticks: number; rssKb: number } | undefined {

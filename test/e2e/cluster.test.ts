@@ -17,6 +17,7 @@ import {
   type RecordedRequest,
 } from '../support/openai-standin.js';
 import { releaseLiveKitClients } from '../support/stack.js';
+import { descendants } from '../support/proc.js';
 
 /** What a real model would do for these lines, decided from the request alone. */
 const script = rules(
@@ -195,27 +196,3 @@ describe('memory across livekit-server nodes and workers', () => {
     expect(systemText(requestsFor(dave, since)[0]!)).toContain('saffron');
   });
 });
-
-/** Every descendant of a process (job processes of a worker), from /proc. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number) => {
-    for (const child of children.get(p) ?? []) {
-      out.push(child);
-      walk(child);
-    }
-  };
-  walk(pid);
-  return out;
-}
