@@ -169,12 +169,12 @@ describe('ScriptedOpenAI with the openai SDK', () => {
   });
 
   it('answers unknown paths with 404 and an OpenAI-style error', async () => {
-    const response = await fetch(`${standin.baseURL}/embeddings`, { method: 'POST', body: '{}' });
+    const response = await fetch(`${standin.baseURL}/fine_tuning/jobs`, { method: 'POST', body: '{}' });
     expect(response.status).toBe(404);
     const body = (await response.json()) as { error: { message: string; type: string } };
     expect(body.error.type).toBe('invalid_request_error');
-    expect(body.error.message).toContain('/v1/embeddings');
-    expect(standin.requests[0]).toMatchObject({ path: '/v1/embeddings', status: 404 });
+    expect(body.error.message).toContain('/v1/fine_tuning/jobs');
+    expect(standin.requests[0]).toMatchObject({ path: '/v1/fine_tuning/jobs', status: 404 });
   });
 });
 
