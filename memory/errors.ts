@@ -28,6 +28,8 @@ export const MEMORY_ERROR_CODES = [
   'MIGRATION_FAILED',
   'PROVISIONING_FAILED',
   'USER_NOT_PROVISIONED',
+  // export or erase of an identity the database and this host's journal know nothing about.
+  'USER_NOT_FOUND',
   'IDENTITY_CONFLICT',
   'PERMISSION_DENIED',
   'SCHEMA_CACHE_STALE',

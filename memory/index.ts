@@ -23,7 +23,16 @@ export {
   type BackendInfo,
   type RotationReport,
   type Profile,
+  type ErasureReport,
 } from './store.js';
+export {
+  EXPORT_FORMAT,
+  EXPORT_VERSION,
+  ExportDocumentSchema,
+  parseExportDocument,
+  type ExportDocument,
+  type ExportedMemory,
+} from './export-format.js';
 export { MEMORY_TABLES, type Diagnostics } from './diagnostics.js';
 export {
   SecretCipher,
@@ -66,6 +75,8 @@ export {
   Journal,
   type JournalOp,
   type ReplayReport,
+  type JournalDrop,
+  type JournalRemoval,
   type JournalProblem,
   type JournalInspection,
 } from './journal/journal.js';

@@ -1,3 +1,4 @@
+import { erasureMarkers } from './erasure.js';
 import { isMemoryError } from './errors.js';
 import { Unreachable, type ApplyOutcome, type JournalOp } from './journal/journal.js';
 import { rpc } from './rpc.js';
@@ -48,9 +49,16 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
   }
 }
 
-/** Apply one entry, provisioning its user first if the database has never seen them. */
+/**
+ * Apply one entry, provisioning its user first if the database has never seen them, unless the
+ * user was erased after the entry was made: then it is dropped (`erased`), so that a write waiting
+ * in a journal never brings an erased user back (see erasure.ts). One more round trip per entry;
+ * replay is not on any caller's path.
+ */
 export async function applyJournalOp(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
   try {
+    const erasedAt = await rpc(state.transport, 'memory_erased', { p_markers: erasureMarkers(state, op.userId) });
+    if (erasedAt !== null && op.clock <= erasedAt) return 'erased';
     try {
       return await send(state, op);
     } catch (error) {

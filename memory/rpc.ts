@@ -134,6 +134,40 @@ export const RPC = {
     }),
   },
   memory_schema_version: { shape: 'value', result: z.string().nullable() },
+  memory_export_user: {
+    shape: 'value',
+    result: z
+      .object({
+        user: UserJson.extend({
+          auth_user_id: z.string().nullable(),
+          memory_consent: z.enum(['granted', 'denied']).nullable(),
+          memory_consent_at: time.nullable(),
+        }).nullable(),
+        memories: z.array(MemoryRowJson.extend({ expires_at: time.nullable(), clock: z.string() })),
+        tombstones: z.array(z.object({ category: z.string(), key: z.string(), clock: z.string() })),
+        settings: z.array(SettingsJson),
+        audit: z.array(AuditJson),
+      })
+      .nullable(),
+  },
+  memory_erase_user: {
+    shape: 'value',
+    result: z.union([
+      z.object({ existed: z.literal(false) }),
+      z.object({
+        existed: z.boolean(),
+        erased_at: time,
+        clock: z.string(),
+        user: z.boolean(),
+        memories: count,
+        tombstones: count,
+        settings: count,
+        audit: count,
+        embeddings: count,
+      }),
+    ]),
+  },
+  memory_erased: { shape: 'value', result: z.string().nullable() },
   memory_embedding_status: {
     shape: 'value',
     result: z.object({
@@ -202,6 +236,11 @@ export interface RpcArgs {
   memory_profile: { p_user_id: Uuid };
   memory_diagnostics: Record<string, never>;
   memory_schema_version: Record<string, never>;
+  memory_export_user: { p_user_id: Uuid; p_component: string };
+  /** p_marker: the erasure marker (memory/erasure.ts); p_only_if_stored: write nothing for an unknown user. */
+  memory_erase_user: { p_user_id: Uuid; p_marker: string; p_component: string; p_only_if_stored: boolean };
+  /** Every marker of one user under the keys the caller knows. */
+  memory_erased: { p_markers: string[] };
   memory_embedding_status: Record<string, never>;
   memory_embeddings_pending: { p_user_id: Uuid; p_model: string; p_limit: number };
   /** p_items: [{category, key, content_hash, embedding: number[]}] */

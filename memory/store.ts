@@ -19,9 +19,12 @@ import type { SessionStart, StartSessionOptions, User, UserRef } from './types.j
 import { UserMemory } from './user-memory.js';
 import { toUser, type UserRow } from './users.js';
 import { linkAuthUser, readProfile, rotateSecrets, type Profile, type RotationReport } from './admin.js';
+import { eraseUser, type ErasureReport } from './erasure.js';
+import { exportUser } from './export.js';
+import type { ExportDocument } from './export-format.js';
 
 export { DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT };
-export type { Profile, RotationReport };
+export type { Profile, RotationReport, ErasureReport, ExportDocument };
 
 export interface BackendInfo {
   kind: TransportKind;
@@ -226,6 +229,27 @@ export class MemoryStore {
   }
 
   /**
+   * Everything stored about an identity as one JSON document (docs/export-format.md): the user
+   * row, consent, every memory with its times and expiry, deletions, settings with secrets masked,
+   * the audit entries about the user, and writes still waiting in this host's journal. One
+   * database call, audited ('export'). USER_NOT_FOUND when nothing is stored for the identity.
+   */
+  exportUser(identity: string): Promise<ExportDocument> {
+    return exportUser(this.#state, { id: this.userIdFor(identity), identity }, this.namespace);
+  }
+
+  /**
+   * Erase an identity (right to be forgotten): its user row (Auth link and consent with it),
+   * memories, deletions, settings, embeddings and audit entries, in one database transaction,
+   * then its pending writes in this host's journal. Leaves one audit record without user id or
+   * content (see erasure.ts), by which replay anywhere drops the user's older journal entries.
+   * USER_NOT_FOUND when nothing is stored for the identity; needs the database.
+   */
+  eraseUser(identity: string): Promise<ErasureReport> {
+    return eraseUser(this.#state, this.userIdFor(identity), identity);
+  }
+
+  /**
    * Link the identity's memory user to a Supabase Auth user (null unlinks), so that a person signed
    * in as that Auth user can reach this memory under Row Level Security. Audited.
    */
@@ -264,7 +288,8 @@ export class MemoryStore {
 
   /** Replay the journal now: this process's writes and those left by processes that died. */
   async sync(): Promise<ReplayReport> {
-    if (!this.#state.journal) return { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
+    if (!this.#state.journal)
+      return { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0, erased: 0, dropped: [] };
     return this.#state.journal.replay((op) => this.#apply(op));
   }
 

@@ -107,6 +107,14 @@ export async function listJournalFiles(dir: string, prefix: string): Promise<str
   }
 }
 
+/** The `.rejected` companions of this journal's files in the folder. */
+export async function listRejectedFiles(dir: string, prefix: string): Promise<string[]> {
+  return (await fsp.readdir(dir).catch(() => [] as string[]))
+    .filter((f) => f.startsWith(`${prefix}-`) && f.endsWith(REJECTED_SUFFIX))
+    .map((f) => path.join(dir, f))
+    .sort();
+}
+
 /** Journal files whose lock socket outlived them: writers killed after their file was emptied and removed. */
 export async function listOrphanLocks(dir: string, prefix: string): Promise<string[]> {
   const locks = await fsp.readdir(locksDirOf(dir)).catch(() => [] as string[]);

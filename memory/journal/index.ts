@@ -10,10 +10,12 @@ export {
 export {
   Unreachable,
   type ApplyOutcome,
+  type JournalDrop,
   type JournalOp,
   type JournalOpKind,
   type JournalProblem,
   type JournalProblemKind,
+  type JournalRemoval,
   type PendingEntry,
   type ReplayReport,
 } from './types.js';

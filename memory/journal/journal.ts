@@ -7,9 +7,11 @@ import { DNS_NAMESPACE, parseNamespace } from '../identity.js';
 import { DEFAULTS } from '../defaults.js';
 import { encodeLine, type CodecContext } from './codec.js';
 import {
+  REJECTED_SUFFIX,
   SUFFIX,
   ensurePrivateDir,
   listJournalFiles,
+  listRejectedFiles,
   listOrphanLocks,
   lockJournalFile,
   locksDirOf,
@@ -19,13 +21,16 @@ import {
 import { loadJournalKey } from './key.js';
 import { JournalReader } from './reader.js';
 import { replayFile, type ApplyFn } from './replay.js';
-import type { JournalOp, JournalProblem, PendingEntry, ReplayReport } from './types.js';
+import { removeUserFromFile, removeUserFromRejected } from './removal.js';
+import type { JournalOp, JournalProblem, JournalRemoval, PendingEntry, ReplayReport } from './types.js';
 
 export {
   Unreachable,
   type ApplyOutcome,
+  type JournalDrop,
   type JournalOp,
   type JournalProblem,
+  type JournalRemoval,
   type PendingEntry,
   type ReplayReport,
 } from './types.js';
@@ -166,7 +171,15 @@ export class Journal {
    * left to that process.
    */
   async replay(apply: ApplyFn): Promise<ReplayReport> {
-    const report: ReplayReport = { applied: 0, older: 0, remaining: 0, problems: [], skippedFiles: 0 };
+    const report: ReplayReport = {
+      applied: 0,
+      older: 0,
+      remaining: 0,
+      problems: [],
+      skippedFiles: 0,
+      erased: 0,
+      dropped: [],
+    };
     // The folder may have been opened up since open(): then nothing in it is read.
     await ensurePrivateDir(this.dir);
     await ensurePrivateDir(locksDirOf(this.dir));
@@ -191,6 +204,49 @@ export class Journal {
     await this.#removeOrphanLocks();
     this.#listing = undefined;
     return report;
+  }
+
+  /**
+   * Remove every pending entry of one user from this host's journal (erasure): this process's file
+   * and the files of dead processes, each rewritten atomically with everything else kept as it was
+   * (set-aside and torn lines included), and the user's lines in the set-aside `.rejected` files.
+   * Files of live processes are left to them (counted in skippedFiles): their replay drops the
+   * entries, since the database then holds the erasure. Unsafe files are not read, as ever.
+   */
+  async removeUser(userId: string, identity: string): Promise<JournalRemoval> {
+    const out: JournalRemoval = { removed: 0, rejectedRemoved: 0, skippedFiles: 0 };
+    await ensurePrivateDir(this.dir);
+    await ensurePrivateDir(locksDirOf(this.dir));
+    const files = await listJournalFiles(this.dir, this.prefix);
+    // A `.rejected` file can outlive its journal file: its records are the user's content too.
+    for (const rejected of await listRejectedFiles(this.dir, this.prefix)) {
+      const file = `${rejected.slice(0, -REJECTED_SUFFIX.length)}${SUFFIX}`;
+      if (!files.includes(file)) files.push(file);
+    }
+    files.sort();
+    this.#listing = undefined;
+    for (const file of files) {
+      const work = async (beforeRewrite?: () => Promise<void>) => {
+        out.removed += await removeUserFromFile(file, this.#reader, userId, identity, beforeRewrite);
+        out.rejectedRemoved += await removeUserFromRejected(file, userId, identity);
+      };
+      if (file === this.file) {
+        await this.#gate.run(() => work(() => this.#closeHandle()));
+        continue;
+      }
+      const lock = await lockJournalFile(this.dir, file);
+      if (!lock) {
+        out.skippedFiles += 1;
+        continue;
+      }
+      try {
+        await work();
+      } finally {
+        await lock.release();
+      }
+    }
+    this.#listing = undefined;
+    return out;
   }
 
   /** A writer killed after its file was emptied leaves only its lock socket: take it over, and so remove it. */

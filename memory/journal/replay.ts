@@ -10,7 +10,8 @@ export type ApplyFn = (op: JournalOp) => Promise<ApplyOutcome>;
  *   `<name>.rejected` with their reason, reported, and never applied;
  * - valid entries go to `apply` in file order (the order they were acknowledged in); Unreachable
  *   stops the file there, keeping that entry and the ones after it; any other error sets that
- *   entry aside as `rejected`;
+ *   entry aside as `rejected`; an entry whose user was erased after it was made is dropped and
+ *   reported (`erased`, `dropped`), never set aside: the set-aside file would keep its content;
  * - then the file is rewritten atomically with what is left (removed when nothing is).
  * `beforeRewrite` lets the owner close its append handle first.
  */
@@ -47,7 +48,17 @@ export async function replayFile(
     try {
       const outcome = await apply(entry.op);
       if (outcome === 'applied') report.applied += 1;
-      else report.older += 1;
+      else if (outcome === 'older') report.older += 1;
+      else {
+        report.erased += 1;
+        report.dropped.push({
+          file,
+          line: entry.line,
+          kind: 'erased',
+          op: entry.op.op,
+          reason: `user ${entry.op.userId} was erased after this ${entry.op.op} was made: dropped, not applied`,
+        });
+      }
     } catch (error) {
       if (error instanceof Unreachable) break;
       const reason = (error as Error).message;

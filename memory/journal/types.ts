@@ -43,7 +43,20 @@ export interface JournalProblem {
   reason: string;
 }
 
-export type ApplyOutcome = 'applied' | 'older';
+/**
+ * `erased`: the entry's user was erased after the entry was made (memory_erase_user): it is
+ * dropped, not applied and not set aside (a set-aside line would keep the erased user's content).
+ */
+export type ApplyOutcome = 'applied' | 'older' | 'erased';
+
+/** An entry replay removed without applying it, and why. Never carries the entry's content. */
+export interface JournalDrop {
+  file: string;
+  line: number;
+  kind: 'erased';
+  op: JournalOpKind;
+  reason: string;
+}
 
 export interface ReplayReport {
   applied: number;
@@ -54,6 +67,20 @@ export interface ReplayReport {
   /** Lines and files set aside (never silently dropped, never applied), each with its reason. */
   problems: JournalProblem[];
   /** Journal files of live processes, which those processes replay themselves. */
+  skippedFiles: number;
+  /** Entries dropped because their user was erased after they were made (see `dropped`). */
+  erased: number;
+  /** Each dropped entry, with its reason. */
+  dropped: JournalDrop[];
+}
+
+/** What removing one user's entries from this host's journal did (Journal.removeUser). */
+export interface JournalRemoval {
+  /** Pending entries of the user removed. */
+  removed: number;
+  /** Set-aside records (`.rejected` files) that held a line of the user, removed. */
+  rejectedRemoved: number;
+  /** Journal files of live processes: their writer owns them; replay drops the user's entries there. */
   skippedFiles: number;
 }
 

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { MemoryError } from '../errors.js';
 
 /** How a secret is stored: AES-256-GCM ciphertext with the id of the key that made it. */
@@ -79,6 +79,19 @@ export class SecretCipher {
 
   get knownKeyIds(): string[] {
     return [...this.#keys.keys()];
+  }
+
+  /**
+   * HMAC-SHA256 of `message`, as hex, under a key derived (HKDF) from each known key for `purpose`,
+   * the current key's first: values the database keeps that must not be computable from the
+   * database alone (erasure markers, memory/erasure.ts). The encryption key itself is never used
+   * for anything but encryption.
+   */
+  digests(purpose: string, message: string): string[] {
+    return [this.#current, ...[...this.#keys.values()].filter((k) => k !== this.#current)].map((key) => {
+      const derived = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), `livekit-user-memory/${purpose}`, 32));
+      return createHmac('sha256', derived).update(message, 'utf8').digest('hex');
+    });
   }
 
   encrypt(plaintext: string, associatedData: string): EncryptedSecret {
