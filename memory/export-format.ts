@@ -79,7 +79,13 @@ export const ExportDocumentSchema = z.strictObject({
   ),
   /** Every audit entry about the user, oldest first. */
   audit: z.array(
-    z.strictObject({ at: Time, action: z.string(), component: z.string(), tenant: z.string().nullable(), detail: Json }),
+    z.strictObject({
+      at: Time,
+      action: z.string(),
+      component: z.string(),
+      tenant: z.string().nullable(),
+      detail: Json,
+    }),
   ),
   /** Writes of the user still waiting in this host's journal (not yet in the database). */
   pendingJournal: z.array(PendingSchema),

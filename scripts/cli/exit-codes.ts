@@ -3,7 +3,7 @@ import { MemoryError } from '../../memory/index.js';
 /** Exit codes of lk-memory, documented in the README. */
 export const EXIT = {
   OK: 0,
-  /** `retrieve` or `settings get` found nothing (stdout stays empty). */
+  /** `retrieve` or `settings get` found nothing (stdout stays empty); `export` or `erase` of an unknown identity. */
   NOT_FOUND: 1,
   /** `doctor`: at least one check failed. */
   CHECKS_FAILED: 1,
@@ -18,6 +18,7 @@ export const EXIT = {
 export function exitCodeFor(error: unknown): number {
   if (error instanceof MemoryError) {
     if (error.isInputError) return EXIT.BAD_INPUT;
+    if (error.code === 'USER_NOT_FOUND') return EXIT.NOT_FOUND;
     if (error.code === 'BACKEND_UNAVAILABLE' || error.code === 'DATA_DIR_LOCKED') return EXIT.UNAVAILABLE;
   }
   return EXIT.FAILED;

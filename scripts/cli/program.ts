@@ -1,5 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import {
   DNS_NAMESPACE,
@@ -23,6 +22,7 @@ import {
   type GlobalOptions,
 } from './context.js';
 import { registerDoctor } from './doctor.js';
+import { readImportFile, registerLifecycleCommands } from './lifecycle-commands.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
 import { humanText, memoryJson, memoryLine } from './format.js';
 import { registerSettingsCommands } from './settings-commands.js';
@@ -34,35 +34,6 @@ function parseSearchLimit(text: string): number {
   if (!/^\d+$/.test(text) || limit < 1 || limit > 100)
     throw new InvalidArgumentError('expected a whole number from 1 to 100');
   return limit;
-}
-
-/** The file of `import`: a JSON array of {category, key, value} with string fields and nothing else. */
-function readImportFile(file: string): Array<{ category: string; key: string; value: string }> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new MemoryError('INVALID_VALUE', `${file} is not a readable JSON file: ${(error as Error).message}`);
-  }
-  if (!Array.isArray(parsed)) {
-    throw new MemoryError('INVALID_VALUE', `${file} must hold a JSON array of {"category", "key", "value"} objects`);
-  }
-  return parsed.map((entry: unknown, i) => {
-    const fields = typeof entry === 'object' && entry !== null && !Array.isArray(entry) ? Object.keys(entry) : [];
-    const e = entry as Record<string, unknown>;
-    if (
-      fields.length !== 3 ||
-      typeof e.category !== 'string' ||
-      typeof e.key !== 'string' ||
-      typeof e.value !== 'string'
-    ) {
-      throw new MemoryError(
-        'INVALID_VALUE',
-        `${file}: entry ${i} must be an object with exactly the string fields category, key and value`,
-      );
-    }
-    return { category: e.category, key: e.key, value: e.value };
-  });
 }
 
 export function buildProgram(io: CliIo, outcome: Outcome): Command {
@@ -210,14 +181,26 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
   program
     .command('import')
     .description(
-      'store the memories of a JSON file (an array of {"category", "key", "value"}) for an identity, all or none: ' +
-        'every entry is checked like a store first, and one bad entry means nothing is written',
+      'store the memories of a JSON file for an identity, all or none: an array of {"category", "key", "value"}, or a document of ' +
+        '`lk-memory export` (its memories; expired ones are skipped; settings and pending writes are not restored). ' +
+        'Every entry is checked like a store first, and one bad entry means nothing is written',
     )
     .argument('<identity>', 'participant identity')
-    .argument('<file>', 'JSON file, e.g. [{"category":"FACT","key":"home_city","value":"Lisbon"}]')
-    .action(async (identity: string, file: string, _options, command: Command) => {
+    .argument(
+      '<file>',
+      'JSON file, e.g. [{"category":"FACT","key":"home_city","value":"Lisbon"}], or an export document',
+    )
+    .option('--allow-other-identity', 'import an export document made for another identity (by default refused)')
+    .action(async (identity: string, file: string, options: { allowOtherIdentity?: boolean }, command: Command) => {
       precheck(command, io, { identity });
-      const entries = readImportFile(file);
+      const plan = readImportFile(file);
+      if (plan.documentIdentity !== undefined && plan.documentIdentity !== identity && !options.allowOtherIdentity) {
+        throw new MemoryError(
+          'INVALID_OPTION',
+          `${file} is the export of ${JSON.stringify(plan.documentIdentity)}, not of ${JSON.stringify(identity)}: nothing was written; add --allow-other-identity to import it for ${JSON.stringify(identity)}`,
+        );
+      }
+      const entries = plan.entries;
       // Every entry is checked like a store before anything is opened: a bad file exits 2 and
       // writes nothing, whatever the backend's state.
       entries.forEach((entry, i) => {
@@ -236,6 +219,14 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
         io,
         `imported ${stored} memor${stored === 1 ? 'y' : 'ies'} for ${identity} (${identityToUserId(identity, command.optsWithGlobals<GlobalOptions>().namespace ?? loadMemoryConfig(io.env).namespace)})\n`,
       );
+      const { settings, pendingJournal, expiryKept } = plan.notRestored;
+      const notes = [
+        plan.expired ? `${plan.expired} expired memor${plan.expired === 1 ? 'y' : 'ies'} skipped` : '',
+        expiryKept ? `${expiryKept} imported without their expiry (not restored by import)` : '',
+        settings ? `${settings} settings row(s) not restored (exports mask secrets: save settings again)` : '',
+        pendingJournal ? `${pendingJournal} pending journal write(s) of the export not restored` : '',
+      ].filter(Boolean);
+      if (notes.length > 0) say(io, `note: ${notes.join('; ')}\n`);
     });
 
   program
@@ -279,6 +270,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 
   registerSettingsCommands(program, io, outcome);
   registerAdminCommands(program, io, outcome);
+  registerLifecycleCommands(program, io, outcome);
   registerDoctor(program, io, outcome);
   return program;
 }
