@@ -152,8 +152,9 @@ export const RPC = {
   },
   memory_erase_user: {
     shape: 'value',
+    // The full answer first: a plain object schema strips unknown keys, so {existed: false} would
+    // match any answer and drop the rest.
     result: z.union([
-      z.object({ existed: z.literal(false) }),
       z.object({
         existed: z.boolean(),
         erased_at: time,
@@ -165,6 +166,7 @@ export const RPC = {
         audit: count,
         embeddings: count,
       }),
+      z.strictObject({ existed: z.literal(false) }),
     ]),
   },
   memory_erased: { shape: 'value', result: z.string().nullable() },
