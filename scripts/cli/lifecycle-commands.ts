@@ -252,7 +252,6 @@ export function registerLifecycleCommands(program: Command, io: CliIo, outcome: 
           outcome.code = EXIT.BAD_INPUT;
           return;
         }
-        if (!options.json) say(io, `erasing ${identity} (${memory.userIdFor(identity)}) ...\n`);
         const report = await memory.eraseUser(identity);
         if (options.json) io.stdout(`${JSON.stringify({ ...report, erased: true }, null, 2)}\n`);
         else say(io, `${erasureLines(report).join('\n')}\n`);

@@ -29,6 +29,8 @@ const COMMANDS = [
   'sync',
   'rotate-key',
   'doctor',
+  'export',
+  'erase',
 ];
 const SUBCOMMANDS = ['settings set', 'settings get'];
 
