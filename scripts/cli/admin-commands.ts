@@ -199,6 +199,7 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
             io.stdout(
               `journal ${memory.journal?.dir ?? '(none)'}: ${before} pending; moved to the database ${report.applied}, ` +
                 `already superseded by newer writes ${report.older}, still waiting ${report.remaining}` +
+                `${report.erased ? `, dropped ${report.erased} of users erased after they were made` : ''}` +
                 `${report.skippedFiles ? `, ${report.skippedFiles} file(s) of running processes left to them` : ''}\n`,
             );
             for (const p of report.problems) io.stderr(`set aside (${p.kind}): ${p.file}:${p.line}: ${p.reason}\n`);
