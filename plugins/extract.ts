@@ -19,7 +19,6 @@
  */
 import { llm } from '@livekit/agents';
 import { z } from 'zod';
-import { MAX_LIST_LIMIT } from '../memory/defaults.js';
 import { MemoryError, checkCategory, checkKey, type UserMemory } from '../memory/index.js';
 import type { PiiSettings } from '../memory/pii.js';
 import { MEMORY_BLOCK_CLOSE, MEMORY_BLOCK_OPEN } from './memory-block.js';
@@ -285,6 +284,13 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
   const left = () => deadline - performance.now();
 
   let text: string;
+  // agents-js reports a failed request as an 'error' event on the LLM (and ends the stream empty);
+  // an EventEmitter with no listener would throw it instead.
+  let modelError: Error | undefined;
+  const onError = (event: { error: Error }) => {
+    modelError ??= event.error;
+  };
+  options.llm.on('error', onError);
   const stream = options.llm.chat({
     chatCtx: extractionChatContext(options.turns, options.categories, maxFacts),
     // One attempt: a retry would outlive the time limit.
@@ -299,6 +305,7 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
     const collecting = stream.collect();
     collecting.catch(() => {}); // settles after the deadline, unread
     text = (await Promise.race([collecting, clock])).text;
+    if (modelError) throw modelError;
   } catch (error) {
     stream.close();
     if (error instanceof Deadline) return done('timeout');
@@ -306,6 +313,7 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
     return done('failed');
   } finally {
     clearTimeout(timer);
+    options.llm.off('error', onError);
   }
 
   let facts: ExtractedFact[];
@@ -319,16 +327,16 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
   }
   report.facts = facts.length;
 
-  const byCategory = new Map<string, Promise<string[]>>();
-  const valuesOf = (category: string) => {
-    let values = byCategory.get(category);
-    if (!values) {
-      values = options.handle
-        .list({ category, limit: MAX_LIST_LIMIT })
-        .then((memories) => memories.map((m) => m.value));
-      byCategory.set(category, values);
+  // The same value under another key of the category counts as stored: found by the user's own
+  // search (the value as the query), then compared exactly, so near matches are not dropped.
+  const storedElsewhere = async (category: string, value: string) => {
+    try {
+      const matches = await options.handle.search(value, { category, limit: 10 });
+      return matches.some((m) => sameValue(m.value, value));
+    } catch (error) {
+      if (error instanceof MemoryError && error.code === 'INVALID_QUERY') return false; // nothing searchable in it
+      throw error;
     }
-    return values;
   };
 
   for (const fact of facts) {
@@ -347,7 +355,7 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
         else report.conflicts += 1;
         continue;
       }
-      if ((await valuesOf(fact.category)).some((value) => sameValue(value, screened.value))) {
+      if (await storedElsewhere(fact.category, screened.value)) {
         report.unchanged += 1;
         continue;
       }
@@ -356,7 +364,6 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
       if (receipt.applied) {
         report.stored += 1;
         if (screened.action === 'redact') report.redacted += 1;
-        (await valuesOf(fact.category)).push(screened.value);
       } else {
         report.conflicts += 1;
       }

@@ -591,12 +591,12 @@ export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions
   const extract = extractFrom(options, pii);
   const logger = options.logger ?? agentsLogger({ job: ctx.job.id });
   // The tools report what they kept out to the log (kinds only), and to your onSensitive too.
-  let memory: AgentMemory | undefined;
+  const built: { memory?: AgentMemory } = {};
   const tools = {
     ...options.tools,
     pii: options.tools?.pii ?? pii,
     onSensitive: (event: SensitiveValueEvent) => {
-      memory?.reportSensitive(event);
+      built.memory?.reportSensitive(event);
       options.tools?.onSensitive?.(event);
     },
   };
@@ -631,7 +631,7 @@ export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions
     recall: recallFrom(options),
     extract,
   });
-  memory = agentMemory;
+  built.memory = agentMemory;
   ctx.addShutdownCallback(() => agentMemory.close());
   return agentMemory;
 }
