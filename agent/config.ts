@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { MemoryError, PII_POLICIES, piiSettingsFromEnv, type PiiSettings } from '../memory/index.js';
 import {
   DEFAULT_CATEGORIES,
+  DEFAULT_EXTRACT_TIMEOUT_MS,
   DEFAULT_MEMORY_BUDGET_MS,
   DEFAULT_RECALL_BUDGET_MS,
   DEFAULT_TOOL_TIMEOUT_MS,
@@ -46,6 +48,11 @@ const AgentEnvSchema = z.object({
   MEMORY_TOOL_TIMEOUT_MS: optional(z.coerce.number().int().min(1).max(600_000)),
   MEMORY_RECALL_BUDGET_MS: optional(z.coerce.number().int().min(1).max(60_000)),
   MEMORY_RECALL: optional(z.enum(['on', 'off'])),
+  MEMORY_PII_POLICY: optional(z.enum(PII_POLICIES)),
+  MEMORY_PII_NATIONAL_ID_PATTERN: optional(z.string()),
+  MEMORY_EXTRACT: optional(z.enum(['on', 'off'])),
+  // Below agents-js's shutdownProcessTimeout (60 s), which kills a job process still shutting down.
+  MEMORY_EXTRACT_TIMEOUT_MS: optional(z.coerce.number().int().min(1).max(50_000)),
   AGENT_HEALTH_PORT: optional(z.coerce.number().int().min(0).max(65_535)),
   STT_MODE: optional(z.enum(['realtime', 'http'])),
   VAD_ACTIVATION_THRESHOLD: optional(z.coerce.number().min(0.05).max(0.95)),
@@ -113,6 +120,10 @@ export interface WorkerConfig {
     toolTimeoutMs: number;
     /** Per-turn recall: how long a turn waits for it (undefined: recall off, MEMORY_RECALL=off). */
     recallBudgetMs: number | undefined;
+    /** Sensitive values in remember and extraction: MEMORY_PII_POLICY, MEMORY_PII_NATIONAL_ID_PATTERN. */
+    pii: PiiSettings;
+    /** After-call extraction (MEMORY_EXTRACT=on): its time limit; undefined when off. */
+    extract: { timeoutMs: number } | undefined;
   };
   /** The worker's health endpoint: port on 127.0.0.1 (0: any free port). */
   health: { port: number };
@@ -158,6 +169,13 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   ) {
     throw new AgentConfigError('ENDPOINTING_MIN_DELAY_MS must not exceed ENDPOINTING_MAX_DELAY_MS');
   }
+  let pii: PiiSettings;
+  try {
+    pii = piiSettingsFromEnv(env);
+  } catch (error) {
+    if (error instanceof MemoryError) throw new AgentConfigError(error.message);
+    throw error;
+  }
   return {
     livekit: {
       url: v.LIVEKIT_URL ?? DEFAULT_LIVEKIT_URL,
@@ -192,6 +210,11 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       budgetMs: v.MEMORY_BUDGET_MS ?? DEFAULT_MEMORY_BUDGET_MS,
       toolTimeoutMs: v.MEMORY_TOOL_TIMEOUT_MS ?? DEFAULT_TOOL_TIMEOUT_MS,
       recallBudgetMs: v.MEMORY_RECALL === 'off' ? undefined : (v.MEMORY_RECALL_BUDGET_MS ?? DEFAULT_RECALL_BUDGET_MS),
+      pii,
+      extract:
+        v.MEMORY_EXTRACT === 'on'
+          ? { timeoutMs: v.MEMORY_EXTRACT_TIMEOUT_MS ?? DEFAULT_EXTRACT_TIMEOUT_MS }
+          : undefined,
     },
     health: { port: v.AGENT_HEALTH_PORT ?? 0 },
   };

@@ -70,6 +70,15 @@ export async function runMemoryAgent(ctx: JobContext): Promise<void> {
     },
     budgetMs: config.memory.budgetMs,
     recall: config.memory.recallBudgetMs === undefined ? false : { budgetMs: config.memory.recallBudgetMs },
+    pii: config.memory.pii,
+    // After the call, from the session's own LLM; JSON mode, which OpenAI-compatible servers take.
+    extract: config.memory.extract
+      ? {
+          enabled: true,
+          timeoutMs: config.memory.extract.timeoutMs,
+          extraKwargs: { response_format: { type: 'json_object' } },
+        }
+      : false,
   });
   const agent = new voice.Agent(memory.agentOptions(config.instructions));
   memory.greet(await startSession(ctx, config, participant.identity, agent, memory));

@@ -255,7 +255,9 @@ async function main(): Promise<void> {
 Runs the LiveKit worker with per-user memory. Configuration comes from the environment (see
 .env.example): LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, LIVEKIT_AGENT_NAME,
 OPENAI_API_KEY / OPENAI_BASE_URL / LLM_MODEL, DATABASE_URL or MEMORY_DATA_DIR, MEMORY_BUDGET_MS,
-MEMORY_TOOL_TIMEOUT_MS, AGENT_HEALTH_PORT (GET http://127.0.0.1:PORT/health; the port is printed).
+MEMORY_TOOL_TIMEOUT_MS, AGENT_HEALTH_PORT (GET http://127.0.0.1:PORT/health; the port is printed),
+MEMORY_PII_POLICY (refuse|redact|allow), MEMORY_PII_NATIONAL_ID_PATTERN, MEMORY_EXTRACT (on|off),
+MEMORY_EXTRACT_TIMEOUT_MS.
 Voice (with STT_MODEL/TTS_MODEL or OPENAI_API_KEY): STT_MODE (realtime|http), VAD_ACTIVATION_THRESHOLD,
 VAD_MIN_SILENCE_MS, ENDPOINTING_MIN_DELAY_MS, ENDPOINTING_MAX_DELAY_MS, INTERRUPTIONS (on|off),
 INTERRUPTION_MIN_MS; voice mode needs @livekit/local-inference (the VAD) and refuses to start without it.

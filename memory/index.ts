@@ -11,6 +11,31 @@ export {
   checkValue,
 } from './labels.js';
 export { loadMemoryConfig, type MemoryConfig } from './config.js';
+export {
+  checkSensitive,
+  redactSensitive,
+  screenValue,
+  piiSettings,
+  piiSettingsFromEnv,
+  describeSensitive,
+  sensitiveKinds,
+  isCredentialKey,
+  luhnValid,
+  cardNetwork,
+  PII_POLICIES,
+  DEFAULT_PII_POLICY,
+  DEFAULT_NATIONAL_ID_PATTERNS,
+  US_SSN_PATTERN,
+  UK_NINO_PATTERN,
+  REDACTION_MARKERS,
+  SENSITIVE_KIND_NAMES,
+  type PiiPolicy,
+  type PiiOptions,
+  type PiiSettings,
+  type ScreenedValue,
+  type SensitiveFinding,
+  type SensitiveKind,
+} from './pii.js';
 export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
 export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';

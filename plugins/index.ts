@@ -66,3 +66,27 @@ export {
   type RecallOutcome,
   type Searchable,
 } from './recall.js';
+export {
+  extractAndStore,
+  callerTurns,
+  parseExtractedFacts,
+  extractionChatContext,
+  extractionInstructions,
+  EXTRACTION_PROMPT_OPENING,
+  DEFAULT_EXTRACT_TIMEOUT_MS,
+  DEFAULT_EXTRACT_MAX_FACTS,
+  MAX_EXTRACT_TRANSCRIPT_CHARS,
+  MAX_EXTRACTED_VALUE_CHARS,
+  type ExtractOptions,
+  type ExtractAndStoreOptions,
+  type ExtractedFact,
+  type ExtractionReport,
+} from './extract.js';
+export {
+  screenMemory,
+  screenRemember,
+  refusalAnswer,
+  redactionNote,
+  type ScreenedMemory,
+  type SensitiveValueEvent,
+} from './sensitive.js';

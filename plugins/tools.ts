@@ -1,7 +1,9 @@
 import { llm } from '@livekit/agents';
 import { z } from 'zod';
 import { MemoryError, type UserMemory } from '../memory/index.js';
+import { piiSettings, type PiiOptions } from '../memory/pii.js';
 import { quoteMemoryText } from './memory-block.js';
+import { screenRemember, type SensitiveValueEvent } from './sensitive.js';
 
 export const DEFAULT_CATEGORIES = ['FACT', 'PREFERENCE', 'PERSONAL', 'TASK'] as const;
 
@@ -22,6 +24,13 @@ export interface MemoryToolsOptions {
    * figures). Never given a value or a key: only the tool's name, the time and the outcome.
    */
   onCall?: (call: MemoryToolCall) => void;
+  /**
+   * Sensitive values (card numbers, national ids, credentials) in what `remember` is given:
+   * refused (default), redacted, or allowed (MEMORY_PII_POLICY; see memory/pii.ts).
+   */
+  pii?: PiiOptions;
+  /** Told when remember refused or redacted something: kinds only, never the value or key. */
+  onSensitive?: (event: SensitiveValueEvent) => void;
 }
 
 /** One tool call as `onCall` reports it. */
@@ -112,6 +121,7 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
   if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs) || timeoutMs <= 0) {
     throw new RangeError(`timeoutMs must be a number of milliseconds > 0 (or Infinity), not ${String(timeoutMs)}`);
   }
+  const pii = piiSettings(options.pii);
 
   const observed = (tool: string) =>
     options.onCall
@@ -124,8 +134,12 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
         'Save something about the user to remember in future conversations (a fact, preference, personal detail or task). ' +
         'Saving under an existing category and key replaces the old value.',
       parameters: z.object({ category, key, value: z.string().describe('What to remember, in plain words.') }),
-      execute: ({ category: c, key: k, value }) =>
-        answer(
+      execute: ({ category: c, key: givenKey, value: givenValue }) => {
+        // Sensitive data is kept out before anything else: a refusal never echoes the value.
+        const screened = screenRemember(pii, c, givenKey, givenValue, options.onSensitive);
+        if ('refusal' in screened) return Promise.resolve(screened.refusal);
+        const { key: k, value, note } = screened;
+        return answer(
           `save ${label(c, k)}`,
           'write',
           timeoutMs,
@@ -139,11 +153,12 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
             // 'journal': the database was unreachable and the memory layer kept the write durably on
             // disk; it reaches the database when it is back. Saved either way.
             return receipt.savedTo === 'journal'
-              ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).`
-              : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.`;
+              ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).${note}`
+              : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.${note}`;
           },
           observed('remember'),
-        ),
+        );
+      },
     }),
     recall: llm.tool({
       description: 'Look up one thing remembered about the user, by category and key.',

@@ -1,5 +1,14 @@
 import { llm, voice } from '@livekit/agents';
 import type { MemoryStore, StoredSettings, UserMemory } from '../memory/index.js';
+import { piiSettings, piiSettingsFromEnv, type PiiOptions, type PiiSettings } from '../memory/pii.js';
+import {
+  DEFAULT_EXTRACT_MAX_FACTS,
+  DEFAULT_EXTRACT_TIMEOUT_MS,
+  callerTurns,
+  extractAndStore,
+  type ExtractOptions,
+  type ExtractionReport,
+} from './extract.js';
 import { memoryGreeting } from './greeting.js';
 import type { ParticipantLike } from './identity.js';
 import { applyLateMemory, waitsForLateMemory } from './late-memory.js';
@@ -17,6 +26,8 @@ import {
   type UserMemorySession,
 } from './session.js';
 import { tenantFromMetadata } from './tenant.js';
+import { DEFAULT_CATEGORIES } from './tools.js';
+import type { SensitiveValueEvent } from './sensitive.js';
 
 /** What userMemory needs of agents-js's JobContext (which fits as it is). */
 export interface JobContextLike {
@@ -69,9 +80,32 @@ export interface UserMemoryOptions extends Omit<StartUserMemoryOptions, 'memory'
    * Default on, with MEMORY_RECALL_BUDGET_MS (else 50 ms) and 3 memories; false turns it off.
    */
   recall?: false | { budgetMs?: number; limit?: number };
-  /** Environment for MEMORY_BUDGET_MS and MEMORY_RECALL_BUDGET_MS (default process.env). */
+  /**
+   * Sensitive values in what `remember` and extraction store: card numbers, national ids,
+   * credentials. Default MEMORY_PII_POLICY (refuse|redact|allow, else refuse) and
+   * MEMORY_PII_NATIONAL_ID_PATTERN (else the US SSN and UK NINO shapes). `tools.pii` wins for the tools.
+   */
+  pii?: PiiOptions;
+  /**
+   * After-call extraction: when the session closes, the caller's turns go to the model and the
+   * facts it finds are stored (see plugins/extract.ts). Default MEMORY_EXTRACT=on|off (off) and
+   * MEMORY_EXTRACT_TIMEOUT_MS (15000). The job's shutdown waits for it, within that limit.
+   */
+  extract?: boolean | ExtractOptions;
+  /** Environment for MEMORY_BUDGET_MS, MEMORY_RECALL_BUDGET_MS, MEMORY_PII_* and MEMORY_EXTRACT* (default process.env). */
   env?: NodeJS.ProcessEnv;
 }
+
+/** After-call extraction as AgentMemory runs it. */
+interface ExtractSettings extends Omit<ExtractOptions, 'enabled' | 'timeoutMs' | 'maxFacts'> {
+  timeoutMs: number;
+  maxFacts: number;
+  categories: readonly string[];
+  pii: PiiSettings;
+}
+
+/** How long close() waits for a write extraction started before its deadline, past the deadline. */
+const EXTRACT_SHUTDOWN_GRACE_MS = 5_000;
 
 /** Per-turn recall as AgentMemory runs it. */
 interface RecallSettings {
@@ -105,6 +139,31 @@ function msFromEnv(options: UserMemoryOptions, name: string, fallback: number, m
 
 function budgetFrom(options: UserMemoryOptions): number {
   return options.budgetMs ?? msFromEnv(options, 'MEMORY_BUDGET_MS', DEFAULT_MEMORY_BUDGET_MS, 0);
+}
+
+function piiFrom(options: UserMemoryOptions): PiiSettings {
+  return options.pii ? piiSettings(options.pii) : piiSettingsFromEnv(options.env ?? process.env);
+}
+
+function extractFrom(options: UserMemoryOptions, pii: PiiSettings): ExtractSettings | undefined {
+  const given = typeof options.extract === 'object' ? options.extract : {};
+  let enabled = typeof options.extract === 'boolean' ? options.extract : options.extract?.enabled;
+  if (enabled === undefined) {
+    const raw = (options.env ?? process.env).MEMORY_EXTRACT;
+    if (raw !== undefined && raw !== '' && raw !== 'on' && raw !== 'off') {
+      throw new RangeError(`MEMORY_EXTRACT must be on or off, not ${JSON.stringify(raw)}`);
+    }
+    enabled = raw === 'on';
+  }
+  if (!enabled) return undefined;
+  const { enabled: _enabled, timeoutMs, maxFacts, ...rest } = given;
+  return {
+    ...rest,
+    timeoutMs: timeoutMs ?? msFromEnv(options, 'MEMORY_EXTRACT_TIMEOUT_MS', DEFAULT_EXTRACT_TIMEOUT_MS, 1),
+    maxFacts: maxFacts ?? DEFAULT_EXTRACT_MAX_FACTS,
+    categories: options.tools?.categories ?? DEFAULT_CATEGORIES,
+    pii: options.tools?.pii ? piiSettings(options.tools.pii) : pii,
+  };
 }
 
 function recallFrom(options: UserMemoryOptions): RecallSettings | undefined {
@@ -152,16 +211,25 @@ export class AgentMemory {
   #withRecall = new WeakSet<voice.Agent>();
   /** The memory part of instructions built while memory was late, kept to swap it when memory lands. */
   #loadingPart: string | undefined;
+  #extract: ExtractSettings | undefined;
+  /** The one after-call extraction of this call, once started. */
+  #extraction: Promise<ExtractionReport | undefined> | undefined;
   /** Settles once memory is final: at once when it was on time, when it lands when it was late. */
   readonly settled: Promise<UserMemoryReady | UserMemoryFailed>;
 
   /** @internal Use userMemory(ctx). */
   constructor(
     state: UserMemorySession,
-    options: { settingsInstructions?: boolean; logger: MemoryLogger; recall?: RecallSettings },
+    options: {
+      settingsInstructions?: boolean;
+      logger: MemoryLogger;
+      recall?: RecallSettings;
+      extract?: ExtractSettings;
+    },
   ) {
     this.#state = state;
     this.#recall = options.recall;
+    this.#extract = options.extract;
     this.#settingsInstructions = options.settingsInstructions ?? true;
     this.#logger = options.logger;
     this.#report(state, 'memory ready for participant');
@@ -273,6 +341,8 @@ export class AgentMemory {
     });
     session.on(voice.AgentSessionEventTypes.Close, () => {
       this.#closed = true;
+      // The call is over: extraction (when on) starts now, and the job's shutdown waits for it.
+      if (this.#extract) void this.extractAfterCall();
     });
     if (this.#loadingPart && !isLate(this.#state)) void this.#applyLate(currentAgent(session));
   }
@@ -289,10 +359,91 @@ export class AgentMemory {
     else session.generateReply({ instructions: greeting.generate });
   }
 
-  /** Stop following the session; late memory that lands afterwards is only logged. The store stays open. */
-  close(): Promise<void> {
+  /**
+   * Stop following the session; late memory that lands afterwards is only logged. The store stays
+   * open. With extraction on, it runs now if the session's close has not started it, and close()
+   * waits for it (within its time limit): the job's shutdown calls this.
+   */
+  async close(): Promise<void> {
     this.#closed = true;
-    return Promise.resolve();
+    if (!this.#extract) return;
+    const extraction = this.extractAfterCall();
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.#extract!.timeoutMs + EXTRACT_SHUTDOWN_GRACE_MS);
+    });
+    try {
+      if ((await Promise.race([extraction, limit])) === 'late') {
+        this.#logger.warn(
+          { userId: this.userId },
+          'after-call extraction is still writing past its time limit: the job shuts down without waiting for it',
+        );
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * After-call extraction (see plugins/extract.ts): the caller's turns of the attached session go
+   * to the model, and the new facts it finds are stored for this user. Runs once per call (later
+   * calls get the same promise); undefined when extraction is off, nothing is attached, memory
+   * never loaded or there is no LLM to ask. Never rejects; the outcome is logged (counts only).
+   * attach() starts it when the session closes; call it yourself only if you do not attach.
+   */
+  extractAfterCall(): Promise<ExtractionReport | undefined> {
+    this.#extraction ??= this.#runExtraction();
+    return this.#extraction;
+  }
+
+  async #runExtraction(): Promise<ExtractionReport | undefined> {
+    const extract = this.#extract;
+    const session = this.#session;
+    const state = this.#state;
+    if (!extract || !session) return undefined;
+    if (!state.available) {
+      this.#logger.info({ userId: this.userId }, 'after-call extraction skipped: memory was not loaded in this call');
+      return undefined;
+    }
+    const model = extract.llm ?? (session.llm instanceof llm.LLM ? session.llm : undefined);
+    if (!model) {
+      this.#logger.warn(
+        { userId: state.user.id },
+        'after-call extraction skipped: the session has no LLM to ask (pass extract.llm)',
+      );
+      return undefined;
+    }
+    // Only what the caller said: the block is in the instructions, recall in copies of requests.
+    const turns = callerTurns(session.history);
+    const report = await extractAndStore({
+      handle: state.handle,
+      llm: model,
+      turns,
+      categories: extract.categories,
+      pii: extract.pii,
+      timeoutMs: extract.timeoutMs,
+      maxFacts: extract.maxFacts,
+      extraKwargs: extract.extraKwargs,
+      onSensitive: (event) => this.#sensitive(event),
+    });
+    // Counts, codes and times only: never a fact or a word of the call.
+    const fields = { userId: state.user.id, ...report };
+    if (report.status === 'failed' || report.status === 'timeout') {
+      this.#logger.error(fields, 'after-call extraction failed: what was stored during the call is kept');
+    } else {
+      this.#logger.info(fields, 'memory extracted after the call');
+    }
+    return report;
+  }
+
+  /** A value kept out of memory: kinds only. */
+  #sensitive(event: SensitiveValueEvent): void {
+    this.#logger.warn({ userId: this.userId, ...event }, 'sensitive value kept out of memory');
+  }
+
+  /** @internal For userMemory: the tools' onSensitive. */
+  reportSensitive(event: SensitiveValueEvent): void {
+    this.#sensitive(event);
   }
 
   /**
@@ -436,7 +587,19 @@ export class AgentMemory {
  */
 export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions = {}): Promise<AgentMemory> {
   const budgetMs = budgetFrom(options);
+  const pii = piiFrom(options);
+  const extract = extractFrom(options, pii);
   const logger = options.logger ?? agentsLogger({ job: ctx.job.id });
+  // The tools report what they kept out to the log (kinds only), and to your onSensitive too.
+  const built: { memory?: AgentMemory } = {};
+  const tools = {
+    ...options.tools,
+    pii: options.tools?.pii ?? pii,
+    onSensitive: (event: SensitiveValueEvent) => {
+      built.memory?.reportSensitive(event);
+      options.tools?.onSensitive?.(event);
+    },
+  };
   const participant = options.participant ?? (await ctx.waitForParticipant());
   let state: UserMemorySession;
   try {
@@ -447,7 +610,7 @@ export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions
       identitySource: options.identitySource,
       memoryLimit: options.memoryLimit,
       block: options.block,
-      tools: options.tools,
+      tools,
       tenant: options.tenant ?? tenantFromMetadata(ctx.job.metadata),
       budgetMs,
     });
@@ -462,11 +625,13 @@ export async function userMemory(ctx: JobContextLike, options: UserMemoryOptions
       tools: {},
     };
   }
-  const memory = new AgentMemory(state, {
+  const agentMemory = new AgentMemory(state, {
     settingsInstructions: options.settingsInstructions,
     logger,
     recall: recallFrom(options),
+    extract,
   });
-  ctx.addShutdownCallback(() => memory.close());
-  return memory;
+  built.memory = agentMemory;
+  ctx.addShutdownCallback(() => agentMemory.close());
+  return agentMemory;
 }

@@ -73,6 +73,21 @@ describe('memory tools', () => {
     }
   });
 
+  it('report what remember kept out to onSensitive by kind only, never a key or value, and write nothing', async () => {
+    const events: unknown[] = [];
+    const calls: unknown[] = [];
+    const handle = memory.forIdentity('erin-tools@example.com');
+    const tools = createMemoryTools(handle, { onSensitive: (e) => events.push(e), onCall: (c) => calls.push(c) });
+    const answer = await call(tools, 'remember', { category: 'FACT', key: 'bank_pin', value: '4921' });
+    expect(answer).toMatch(/^Not saved: FACT\/"bank_pin" looks like it contains a password or other credential/);
+    expect(answer).not.toContain('4921');
+    expect(events).toEqual([
+      { source: 'remember', action: 'refused', category: 'FACT', kinds: ['credential'], details: ['credential-key'] },
+    ]);
+    expect(JSON.stringify([events, calls])).not.toMatch(/4921|bank_pin/);
+    expect(await handle.retrieve('FACT', 'bank_pin')).toBeNull();
+  });
+
   it('turn bad input and a closed backend into a message for the model, not an exception', async () => {
     const carol = await startUserMemory({ memory, participant: { identity: 'carol-tools@example.com' } });
     if (!carol.available) throw new Error('memory should be available');
