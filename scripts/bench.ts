@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { PostgresStore } from '@langchain/langgraph-checkpoint-postgres/store';
 import pg from 'pg';
-import { openMemory, type MemoryStore } from '../memory/index.js';
+import { openMemory, type MemoryStore, type UserMemory } from '../memory/index.js';
 import { transportOf } from '../memory/store.js';
 import { benchSearch } from './bench/search.js';
 
@@ -27,9 +27,11 @@ Options:
   --backends <list>   comma-separated: postgres, embedded, embedded-socket (default: all three)
   --database-url <u>  PostgreSQL server to create a scratch database on
                       (default: $DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
-  --only <section>    core (the figures above) or search (search p50/p95 at 10, 1,000 and
-                      10,000 memories with 100 other users, recall@5, per-turn recall);
-                      default: both
+  --only <section>    core (the figures above), search (search p50/p95 at 10, 1,000 and
+                      10,000 memories with 100 other users, recall@5, per-turn recall), or
+                      throughput (only put/get ops/s with 8 callers, ours against LangGraph's
+                      PostgresStore, alternating); default: core and search
+  --rounds <n>        rounds of the put/get throughput comparison (default 5)
   --json <file>       also write the results as JSON
   -h, --help          this text
 
@@ -55,6 +57,7 @@ const { values: args } = parseArgs({
     turns: { type: 'string', default: '24' },
     stt: { type: 'string', default: 'realtime,http' },
     only: { type: 'string' },
+    rounds: { type: 'string', default: '5' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -98,8 +101,13 @@ if (!Number.isInteger(ITERATIONS) || ITERATIONS < 10) {
   process.exit(2);
 }
 const SECTIONS = args.only ? [args.only] : ['core', 'search'];
-if (SECTIONS.some((s) => s !== 'core' && s !== 'search')) {
-  process.stderr.write('bench: --only must be core or search\n');
+if (SECTIONS.some((s) => s !== 'core' && s !== 'search' && s !== 'throughput')) {
+  process.stderr.write('bench: --only must be core, search or throughput\n');
+  process.exit(2);
+}
+const ROUNDS = Number(args.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
+  process.stderr.write('bench: --rounds must be a whole number of at least 1\n');
   process.exit(2);
 }
 const ADMIN_URL = args['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -174,14 +182,62 @@ type Row = Record<string, string | number>;
 const results: Record<string, Row> = {};
 const fmt = (ms: number) => ms.toFixed(3);
 
+/**
+ * Put/get throughput with 8 callers: half stores, half retrieves of 1,000 keys of one user. With a
+ * PostgreSQL URL, LangGraph's PostgresStore does the same on the same database, the two
+ * alternating round by round so that both see the same machine load (this box's noise is large).
+ */
+async function benchThroughput(row: Row, alice: UserMemory, langgraphUrl?: string): Promise<void> {
+  const mixed = (i: number) =>
+    i % 2 ? alice.store('TASK', `t-${i % 1000}`, `v${i}`) : alice.retrieve('TASK', `t-${i % 1000}`);
+  const label = `put/get ops/s (8 callers, median of ${ROUNDS})`;
+  if (!langgraphUrl) {
+    row[label] = Math.round(median(await rounds(ROUNDS, () => throughput(ITERATIONS * 2, 8, mixed))));
+    return;
+  }
+  log(`LangGraph PostgresStore on the same database, alternating with ours (${ROUNDS} rounds)...`);
+  const lg = new PostgresStore({ connectionOptions: { connectionString: langgraphUrl, max: 10 } });
+  await lg.setup();
+  const ns = ['users', alice.user.id, 'PREFERENCE'];
+  const put = await timeEach(ITERATIONS, (i) => lg.put(ns, `key-${i % 500}`, { value: `value ${i}` }));
+  const get = await timeEach(ITERATIONS, (i) => lg.get(ns, `key-${Math.abs(i) % 500}`));
+  const lgNs = ['users', alice.user.id, 'TASK'];
+  const lgMixed = (i: number) =>
+    i % 2 ? lg.put(lgNs, `t-${i % 1000}`, { value: `v${i}` }) : lg.get(lgNs, `t-${i % 1000}`);
+  // Warm both (connections, plans) before the first measured round.
+  await throughput(400, 8, mixed);
+  await throughput(400, 8, lgMixed);
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  for (let round = 0; round < ROUNDS; round += 1) {
+    ours.push(await throughput(ITERATIONS * 2, 8, mixed));
+    theirs.push(await throughput(ITERATIONS * 2, 8, lgMixed));
+    log(`  round ${round + 1}: ours ${Math.round(ours.at(-1)!)}, LangGraph ${Math.round(theirs.at(-1)!)} ops/s`);
+  }
+  await lg.stop();
+  row[label] = Math.round(median(ours));
+  row['put/get vs LangGraph (median of per-round ratios)'] = median(ours.map((o, i) => o / theirs[i]!)).toFixed(2);
+  results['langgraph PostgresStore'] = {
+    'store p50 ms': fmt(put.p50),
+    'store p99 ms': fmt(put.p99),
+    'retrieve p50 ms': fmt(get.p50),
+    'retrieve p99 ms': fmt(get.p99),
+    [label]: Math.round(median(theirs)),
+  };
+}
+
 async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: string): Promise<void> {
   log(`\n[${name}] ${memory.backend.location}`);
   const row: Row = {};
   results[name] = row;
   if (SECTIONS.includes('search') && name !== 'embedded-socket')
     Object.assign(row, await benchSearch(name, memory, log));
-  if (!SECTIONS.includes('core')) return;
+  if (!SECTIONS.includes('core') && !SECTIONS.includes('throughput')) return;
   const alice = memory.forUser((await memory.startSession('bench-alice@example.com')).user);
+  if (!SECTIONS.includes('core')) {
+    await benchThroughput(row, alice, langgraphUrl);
+    return;
+  }
   for (let i = 0; i < 10; i += 1) await alice.store('FACT', `fact-${i}`, `value ${i}`);
 
   log(`[${name}] session start x${ITERATIONS}...`);
@@ -200,39 +256,7 @@ async function benchStore(name: string, memory: MemoryStore, langgraphUrl?: stri
   row['retrieve p50 ms'] = fmt(retrieve.p50);
   row['retrieve p99 ms'] = fmt(retrieve.p99);
 
-  const mixed = (i: number) =>
-    i % 2 ? alice.store('TASK', `t-${i % 1000}`, `v${i}`) : alice.retrieve('TASK', `t-${i % 1000}`);
-  if (!langgraphUrl) {
-    row['put/get ops/s (8 callers, median of 5)'] = Math.round(
-      median(await rounds(5, () => throughput(ITERATIONS * 2, 8, mixed))),
-    );
-  } else {
-    log(`[${name}] LangGraph PostgresStore on the same database, alternating with ours...`);
-    const lg = new PostgresStore({ connectionOptions: { connectionString: langgraphUrl, max: 10 } });
-    await lg.setup();
-    const ns = ['users', alice.user.id, 'PREFERENCE'];
-    const put = await timeEach(ITERATIONS, (i) => lg.put(ns, `key-${i % 500}`, { value: `value ${i}` }));
-    const get = await timeEach(ITERATIONS, (i) => lg.get(ns, `key-${Math.abs(i) % 500}`));
-    const lgNs = ['users', alice.user.id, 'TASK'];
-    const lgMixed = (i: number) =>
-      i % 2 ? lg.put(lgNs, `t-${i % 1000}`, { value: `v${i}` }) : lg.get(lgNs, `t-${i % 1000}`);
-    // Alternate the two so that both see the same machine load; this box's noise is large.
-    const ours: number[] = [];
-    const theirs: number[] = [];
-    for (let round = 0; round < 5; round += 1) {
-      ours.push(await throughput(ITERATIONS * 2, 8, mixed));
-      theirs.push(await throughput(ITERATIONS * 2, 8, lgMixed));
-    }
-    await lg.stop();
-    row['put/get ops/s (8 callers, median of 5)'] = Math.round(median(ours));
-    results['langgraph PostgresStore'] = {
-      'store p50 ms': fmt(put.p50),
-      'store p99 ms': fmt(put.p99),
-      'retrieve p50 ms': fmt(get.p50),
-      'retrieve p99 ms': fmt(get.p99),
-      'put/get ops/s (8 callers, median of 5)': Math.round(median(theirs)),
-    };
-  }
+  await benchThroughput(row, alice, langgraphUrl);
 
   log(`[${name}] a user with 100,000 memories against one with 10...`);
   const heavy = memory.forUser((await memory.startSession('bench-heavy@example.com')).user);

@@ -73,6 +73,9 @@ async function connectToOwner(
     kind: 'embedded-socket',
     location: `embedded ${options.dataDir} (via the socket of pid ${info.pid})`,
     maxConnections: options.maxConnections ?? 4,
+    // The owner's socket server relays each client's messages to PGlite; unnamed statements only,
+    // as before (named ones were not measured there).
+    preparedStatements: false,
     config: { host: info.socketDir, port: info.port, user: 'postgres', database: 'postgres' },
   });
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { DEFAULTS } from '../defaults.js';
 import { redactUrl } from '../redact.js';
@@ -17,17 +18,62 @@ export interface PostgresTransportOptions {
   queryTimeoutMs?: number;
   kind?: TransportKind;
   location?: string;
+  /**
+   * Send the store's statements as named prepared statements (parsed and planned once per
+   * connection, then only bound and executed). Default: on. A transaction pooler that cannot keep
+   * them (PgBouncer before 1.21, or without max_prepared_statements) is detected by its first
+   * "prepared statement ... does not exist / already exists" answer: the statement is sent again
+   * unnamed, and this transport stops preparing.
+   */
+  preparedStatements?: boolean;
 }
 
 // Every credential of the URL (userinfo password, ?password=, ?sslpassword=, keys and tokens)
 // is stripped before the location can reach a log line, an error message or /health.
 export { redactUrl } from '../redact.js';
 
-function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string): Queryable {
+/**
+ * Named prepared statements, per transport. PostgreSQL keeps a prepared statement per server
+ * connection, and node-postgres prepares a name on each of its connections the first time it sends
+ * it there. The name is a hash of the statement's text, never a counter: behind a pooler, a server
+ * connection may hold a name another process (or another version of this package) prepared, and
+ * the same name must then mean the very same statement.
+ */
+class Prepared {
+  #names = new Map<string, string>();
+  on: boolean;
+  constructor(on: boolean) {
+    this.on = on;
+  }
+  name(sql: string): string {
+    let name = this.#names.get(sql);
+    if (!name) {
+      name = `lkm_${createHash('sha256').update(sql).digest('hex').slice(0, 32)}`;
+      this.#names.set(sql, name);
+    }
+    return name;
+  }
+}
+
+// invalid_sql_statement_name (26000): "prepared statement ... does not exist";
+// duplicate_prepared_statement (42P05): "... already exists". Both are raised before the
+// statement runs (at Parse or Bind), so sending it again unnamed cannot run it twice.
+const POOLER_LOST_PREPARED = new Set(['26000', '42P05']);
+
+function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string, prepared?: Prepared): Queryable {
   return {
     async query<R extends object>(sql: string, params: readonly unknown[] = []): Promise<R[]> {
       count();
       try {
+        if (prepared?.on && params.length > 0) {
+          try {
+            const result = await client.query({ name: prepared.name(sql), text: sql, values: params as unknown[] });
+            return result.rows as R[];
+          } catch (error) {
+            if (!POOLER_LOST_PREPARED.has((error as { code?: string }).code ?? '')) throw error;
+            prepared.on = false;
+          }
+        }
         const result = await client.query(sql, params as unknown[]);
         return result.rows as R[];
       } catch (error) {
@@ -47,7 +93,12 @@ function wrap(client: pg.ClientBase | pg.Pool, count: () => void, where: string)
 }
 
 /** PostgreSQL over the wire with node-postgres: DATABASE_URL, Supabase's direct or pooled URL, or the embedded socket. */
-export function createPostgresTransport(options: PostgresTransportOptions): SqlTransport {
+/** A PostgreSQL transport, and whether it still sends named prepared statements. */
+export interface PostgresTransport extends SqlTransport {
+  readonly preparing: boolean;
+}
+
+export function createPostgresTransport(options: PostgresTransportOptions): PostgresTransport {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
     max: options.maxConnections ?? DEFAULTS.maxConnections,
@@ -68,13 +119,19 @@ export function createPostgresTransport(options: PostgresTransportOptions): SqlT
   const count = () => {
     statements += 1;
   };
-  const direct = wrap(pool, count, location);
+  // Only outside transactions: a failed statement inside one aborts it, so it could not be sent
+  // again there.
+  const prepared = new Prepared(options.preparedStatements ?? true);
+  const direct = wrap(pool, count, location, prepared);
 
   return {
     kind: options.kind ?? 'postgres',
     location,
     get statementCount() {
       return statements;
+    },
+    get preparing() {
+      return prepared.on;
     },
     query: (sql, params) => direct.query(sql, params),
     exec: (script) => direct.exec(script),
