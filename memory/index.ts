@@ -10,7 +10,8 @@ export {
   checkQuery,
   checkValue,
 } from './labels.js';
-export { loadMemoryConfig, type MemoryConfig } from './config.js';
+export { loadMemoryConfig, type MemoryConfig, type LifecycleConfig } from './config.js';
+export { TOMBSTONE_MAX_AGE_DAYS, type Lifecycle } from './lifecycle.js';
 export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
 export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
@@ -60,6 +61,10 @@ export type {
   ListOptions,
   SearchOptions,
   StoreReceipt,
+  StoreOptions,
+  ConsentChange,
+  PurgeReport,
+  MemoryConsent,
 } from './types.js';
 export { WriteClock, clockTime, isWriteClock } from './journal/clock.js';
 export {

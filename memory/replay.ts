@@ -1,4 +1,5 @@
 import { isMemoryError } from './errors.js';
+import { checkJournalAge } from './lifecycle.js';
 import { Unreachable, type ApplyOutcome, type JournalOp } from './journal/journal.js';
 import { rpc } from './rpc.js';
 import { isUnreachable, type StoreState } from './store-state.js';
@@ -13,12 +14,20 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
   const t = state.transport;
   switch (op.op) {
     case 'store': {
+      // The database refuses a store for a caller who withdrew consent (CONSENT_DENIED) or has not
+      // given it (CONSENT_REQUIRED), and one made before their latest denial: the entry is then set
+      // aside as rejected, with that reason, and never applied.
+      const { consentDefault, maxPerUser, retentionDays } = state.lifecycle;
       const result = await rpc(t, 'memory_store', {
         p_user_id: op.userId,
         p_category: op.category,
         p_key: op.key,
         p_value: op.value,
         p_clock: op.clock,
+        p_expires_at: op.expiresAt ?? null,
+        p_consent: consentDefault,
+        p_max_per_user: maxPerUser,
+        p_retention_days: retentionDays,
       });
       return result.applied ? 'applied' : 'older';
     }
@@ -50,6 +59,8 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
 
 /** Apply one entry, provisioning its user first if the database has never seen them. */
 export async function applyJournalOp(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
+  // Older than the journal's maximum age: set aside (the purge no longer keeps tombstones that old).
+  checkJournalAge(op.clock);
   try {
     try {
       return await send(state, op);
