@@ -31,9 +31,7 @@ const MemoryEnvSchema = z.object({
   OPENAI_BASE_URL: optional(z.string()),
   OPENAI_API_KEY: optional(z.string()),
   // The memory lifecycle (consent, retention, the cap): see lifecycle.ts.
-  MEMORY_CONSENT_DEFAULT: optional(
-    z.enum(['granted', 'ask', 'denied'], { message: 'must be granted, ask or denied' }),
-  ),
+  MEMORY_CONSENT_DEFAULT: optional(z.enum(['granted', 'ask', 'denied'], { message: 'must be granted, ask or denied' })),
   MEMORY_RETENTION_DAYS: optional(
     z.coerce
       .number({ message: 'must be a whole number of days' })

@@ -202,7 +202,11 @@ export class MemoryStore {
    * close(). For one process per host (the worker's main process: serveMemory starts it). A failed
    * purge is reported to `onError` and tried again at the next interval.
    */
-  startBackgroundPurge(options: { intervalMs: number; onError?: (error: unknown) => void; onDone?: (report: PurgeReport) => void }): void {
+  startBackgroundPurge(options: {
+    intervalMs: number;
+    onError?: (error: unknown) => void;
+    onDone?: (report: PurgeReport) => void;
+  }): void {
     if (this.#purgeTimer || options.intervalMs <= 0) return;
     const run = () => {
       if (this.#purging || this.#state.closed) return;

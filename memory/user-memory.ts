@@ -161,7 +161,12 @@ export class UserMemory {
       p_consent: consent,
       p_component: this.#state.component,
     });
-    return { consent: result.consent, previous: result.previous, at: new Date(result.consent_at), erased: result.erased };
+    return {
+      consent: result.consent,
+      previous: result.previous,
+      at: new Date(result.consent_at),
+      erased: result.erased,
+    };
   }
 
   /** The value, or null when nothing is stored under this category and key (pending journal writes included). */
