@@ -42,6 +42,11 @@ alter table public.memories add column if not exists expires_at timestamptz;
 -- evicts the least recently used. Null on rows written before this migration (updated_at stands
 -- in). Reads touch it only where a cap is configured (memory_retrieve's p_touch).
 alter table public.memories add column if not exists used_at timestamptz;
+-- The order of those uses: a read that touches a memory takes the next write_seq here, so the
+-- least recently used is the least greatest(write_seq, used_seq). A sequence rather than used_at,
+-- because consecutive calls can get the same now() (PGlite's clock is coarse) and the cap must
+-- still evict the right one.
+alter table public.memories add column if not exists used_seq bigint;
 -- When the caller last withdrew consent (forget_me, `lk-memory consent <identity> denied`): a
 -- journal entry made before that moment is refused on replay even if the caller has granted
 -- consent again since (memory_consent_at is the latest change, which a later grant moves).
@@ -142,7 +147,7 @@ $$;
 --    latest denial is refused with LKM03 whatever the state is now;
 --  - p_expires_at: the memory's own expiry (null: none); a new write replaces the old expiry;
 --  - p_max_per_user: the cap. When the user holds more than the cap after this write, the least
---    recently used others go (expired ones first, then by used_at, else updated_at), each leaving
+--    recently used others go (expired ones first, then by greatest(write_seq, used_seq)), each leaving
 --    a tombstone with its clock (so an older journal entry cannot bring it back), audited. The
 --    answer's `evicted` names the live ones, [{category, key}].
 -- Costs over the baseline: one advisory lock and one primary-key read of the user row; with a cap,
@@ -228,7 +233,8 @@ begin
         select m.category, m.key
           from public.memories m
          where m.user_id = p_user_id and not (m.category = p_category and m.key = p_key)
-         order by ((m.expires_at is null or m.expires_at > pg_catalog.now()) and (p_retention_days is null or m.updated_at > pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days))) asc, coalesce(m.used_at, m.updated_at), m.write_seq
+         order by ((m.expires_at is null or m.expires_at > pg_catalog.now()) and (p_retention_days is null or m.updated_at > pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days))) asc,
+                  greatest(m.write_seq, m.used_seq)
          limit n - p_max_per_user),
       gone as (
         delete from public.memories m
@@ -294,7 +300,7 @@ declare
   v text;
 begin
   if p_touch then
-    update public.memories m set used_at = now()
+    update public.memories m set used_at = now(), used_seq = nextval('public.memories_write_seq')
      where m.user_id = p_user_id and m.category = p_category and m.key = p_key
        and (m.expires_at is null or m.expires_at > pg_catalog.now()) and (p_retention_days is null or m.updated_at > pg_catalog.now() - pg_catalog.make_interval(days => p_retention_days))
     returning m.value into v;

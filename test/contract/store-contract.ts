@@ -9,6 +9,7 @@ import {
 } from '../../memory/index.js';
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
+import { describeLifecycleContract } from './lifecycle-contract.js';
 import { describeSearchContract } from './search-contract.js';
 import { describeSettingsContract } from './settings-contract.js';
 
@@ -57,6 +58,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
 
     describeSettingsContract(() => backend);
     describeSearchContract(() => backend);
+    describeLifecycleContract(() => backend);
 
     it('keeps alice and bob apart (the original two-user check)', async () => {
       const alice = memory.forUser((await memory.startSession('alice@example.com')).user);
