@@ -12,6 +12,7 @@ import {
   secretsOf,
 } from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
+import { registerLifecycleCommands } from './lifecycle-commands.js';
 import {
   Outcome,
   checkArgvText,
@@ -279,6 +280,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 
   registerSettingsCommands(program, io, outcome);
   registerAdminCommands(program, io, outcome);
+  registerLifecycleCommands(program, io);
   registerDoctor(program, io, outcome);
   return program;
 }
