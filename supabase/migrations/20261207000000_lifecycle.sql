@@ -255,8 +255,10 @@ begin
     end if;
   end if;
 
-  return jsonb_build_object('applied', true, 'clock', written.clock, 'updated_at', written.updated_at,
-                            'expires_at', written.expires_at, 'evicted', coalesce(evicted, '[]'::jsonb));
+  -- expires_at and evicted only when there are any: the answer is otherwise the baseline's.
+  return pg_catalog.jsonb_strip_nulls(jsonb_build_object(
+    'applied', true, 'clock', written.clock, 'updated_at', written.updated_at, 'expires_at', written.expires_at,
+    'evicted', case when pg_catalog.jsonb_array_length(evicted) > 0 then evicted end));
 end;
 $$;
 
