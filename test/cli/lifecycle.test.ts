@@ -25,7 +25,7 @@ describe('lk-memory consent and purge', () => {
       const who = `cli-consent-${backend}@example.com`;
       expect((await cli(['store', who, 'FACT', 'city', 'Oslo'], env())).code).toBe(0);
 
-      let shown = await cli(['consent', who], env());
+      const shown = await cli(['consent', who], env());
       expect(shown).toMatchObject({ code: 0, stderr: '' });
       expect(shown.stdout).toMatch(
         /^consent for .*: granted \(the deployment default, MEMORY_CONSENT_DEFAULT\); memory on\n$/,
