@@ -151,7 +151,8 @@ $$;
 --    a tombstone with its clock (so an older journal entry cannot bring it back), audited. The
 --    answer's `evicted` names the live ones, [{category, key}].
 -- Costs over the baseline: one advisory lock and one primary-key read of the user row; with a cap,
--- one count over the user's rows (an index-only range of the primary key, at most cap + 1 rows).
+-- for a new key only, a count of the user's rows (about the cap; a per-user counter would make it
+-- O(1) but would have to be kept by every path that deletes memories).
 create or replace function public.memory_store(p_user_id uuid, p_category text, p_key text, p_value text, p_clock text default null,
                                                p_expires_at timestamptz default null, p_consent text default 'granted',
                                                p_max_per_user integer default null, p_retention_days integer default null)
@@ -226,7 +227,10 @@ begin
     return jsonb_build_object('applied', false, 'clock', p_clock, 'updated_at', null, 'current_clock', greatest(current, tomb));
   end if;
 
-  if p_max_per_user is not null then
+  -- Only a new key can take the user over the cap (a new row has created_at = updated_at; an
+  -- update that happens to look the same only costs the count). Counted in full, not up to
+  -- cap + 1: after the cap was lowered, one store brings the user down to it.
+  if p_max_per_user is not null and written.created_at = written.updated_at then
     select pg_catalog.count(*) into n from public.memories m where m.user_id = p_user_id;
     if n > p_max_per_user then
       with victims as (
