@@ -63,10 +63,10 @@ export const DEFAULTS = {
   /** The worker's background purge runs this often (MEMORY_PURGE_INTERVAL_MS): hourly. */
   purgeIntervalMs: 60 * 60 * 1000,
   /**
-   * A journal entry older than this is set aside on replay instead of applied (reported as
-   * rejected, kept in <file>.rejected). It is what bounds a pending entry's age, and so how long a
-   * tombstone must be kept: the purge removes tombstones older than this plus the clock drift the
-   * journal accepts (MAX_CLOCK_DRIFT_MS, one day).
+   * A journaled store older than this is set aside on replay instead of applied (reported as
+   * rejected, kept in <file>.rejected). It is what bounds the age of a pending store, and so how
+   * long a tombstone must be kept: the purge removes tombstones older than this plus the clock
+   * drift the journal accepts (MAX_CLOCK_DRIFT_MS, one day).
    */
   journalMaxAgeDays: 30,
   /** Who writes, for the audit log. */

@@ -51,7 +51,7 @@ export const MEMORY_ERROR_CODES = [
   // was stored.
   'CONSENT_DENIED',
   'CONSENT_REQUIRED',
-  // A journal entry older than the journal's maximum age: set aside on replay, never applied.
+  // A journaled store older than the journal's maximum age: set aside on replay, never applied.
   'JOURNAL_ENTRY_EXPIRED',
 ] as const;
 

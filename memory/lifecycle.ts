@@ -89,13 +89,13 @@ export function pendingIsLive(
   return true;
 }
 
-/** A journal entry older than the journal's maximum age is not replayed (see DEFAULTS.journalMaxAgeDays). */
+/** A journaled store older than the journal's maximum age is not replayed (see DEFAULTS.journalMaxAgeDays). */
 export function checkJournalAge(clock: string, now = Date.now()): void {
   const age = now - clockTime(clock).getTime();
   if (age > DEFAULTS.journalMaxAgeDays * DAY_MS) {
     throw new MemoryError(
       'JOURNAL_ENTRY_EXPIRED',
-      `this journal entry was made ${Math.floor(age / DAY_MS)} days ago, more than the journal's maximum age of ${DEFAULTS.journalMaxAgeDays} days: ` +
+      `this journaled store was made ${Math.floor(age / DAY_MS)} days ago, more than the journal's maximum age of ${DEFAULTS.journalMaxAgeDays} days: ` +
         'it is set aside, not applied (deletions older than that are no longer remembered, so it could bring back a forgotten memory). ' +
         'If it must be kept, store it again by hand',
     );

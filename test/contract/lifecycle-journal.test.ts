@@ -97,7 +97,7 @@ for (const kind of ['postgres', 'embedded'] as const) {
       expect((await handle.list()).map((m) => m.key)).toEqual(['after']);
     });
 
-    it('a journal entry older than the journal maximum age is set aside, not applied', async () => {
+    it('a journaled store older than the journal maximum age is set aside, not applied; an old deletion still replays', async () => {
       const identity = fresh('replay-old');
       const user = (await memory.startSession(identity)).user;
       await memory.journal!.append({
@@ -109,7 +109,16 @@ for (const kind of ['postgres', 'embedded'] as const) {
         value: 'too old',
         clock: clockAt(Date.now() - (DEFAULTS.journalMaxAgeDays + 1) * DAY_MS),
       });
+      await memory.journal!.append({
+        op: 'forget',
+        userId: user.id,
+        identity,
+        category: 'FACT',
+        key: 'old-deletion',
+        clock: clockAt(Date.now() - (DEFAULTS.journalMaxAgeDays + 1) * DAY_MS),
+      });
       const report = await memory.sync();
+      expect(report.applied).toBe(1);
       expect(report.problems).toEqual([
         expect.objectContaining({ kind: 'rejected', reason: expect.stringContaining('maximum age') as unknown }),
       ]);
