@@ -51,8 +51,11 @@ describe('lk-memory consent and purge', () => {
       expect((await cli(['store', who, 'FACT', 'city', 'Oslo'], env())).code).toBe(0);
 
       const inspect = JSON.parse((await cli(['inspect', who, '--json'], env())).stdout) as {
+        consent: { recorded: string };
         audit: Array<{ action: string; component: string }>;
       };
+      expect(inspect.consent.recorded).toBe('granted');
+      expect((await cli(['inspect', who], env())).stdout).toMatch(/^consent: {3}granted \(recorded /m);
       expect(inspect.audit.map((a) => a.action)).toEqual(expect.arrayContaining(['consent.denied', 'consent.granted']));
       expect(inspect.audit.find((a) => a.action === 'consent.denied')!.component).toBe('cli');
     });
