@@ -19,6 +19,11 @@ export interface Profile {
   identity: string;
   /** Null when the identity was never provisioned. */
   user: (User & { authUserId: string | null }) | null;
+  /**
+   * The consent the caller recorded (null: never said, or not provisioned; the deployment's
+   * MEMORY_CONSENT_DEFAULT applies) and when.
+   */
+  consent: { recorded: 'granted' | 'denied' | null; at: Date | null };
   memoryCount: number;
   settings: StoredSettings[];
   /** The latest audit entries about this user, newest first. */
@@ -94,6 +99,10 @@ export async function readProfile(state: StoreState, userId: string, identity: s
     userId,
     identity,
     user: json.user ? { ...toUser(json.user), authUserId: json.user.auth_user_id } : null,
+    consent: {
+      recorded: json.user?.memory_consent ?? null,
+      at: json.user?.memory_consent_at ? new Date(json.user.memory_consent_at) : null,
+    },
     memoryCount: json.memory_count,
     settings: json.settings.map((s) => toSettings(s)!),
     audit: json.audit.map((a) => ({

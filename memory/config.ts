@@ -30,7 +30,45 @@ const MemoryEnvSchema = z.object({
   // Checked only when MEMORY_EMBEDDING_MODEL is set (the agent's LLM reads it too): see embeddings/client.ts.
   OPENAI_BASE_URL: optional(z.string()),
   OPENAI_API_KEY: optional(z.string()),
+  // The memory lifecycle (consent, retention, the cap): see lifecycle.ts.
+  MEMORY_CONSENT_DEFAULT: optional(z.enum(['granted', 'ask', 'denied'], { message: 'must be granted, ask or denied' })),
+  MEMORY_RETENTION_DAYS: optional(
+    z.coerce
+      .number({ message: 'must be a whole number of days' })
+      .int('must be a whole number of days')
+      .min(1, 'must be at least 1 day (unset it to keep memories until they are forgotten)')
+      .max(DEFAULTS.retentionDaysMax, `must be at most ${DEFAULTS.retentionDaysMax} days`),
+  ),
+  MEMORY_MAX_PER_USER: optional(
+    z.coerce
+      .number({ message: 'must be a whole number of memories' })
+      .int('must be a whole number of memories')
+      .min(1, 'must be at least 1 (unset it for no cap)')
+      .max(DEFAULTS.maxPerUserCeiling, `must be at most ${DEFAULTS.maxPerUserCeiling}`),
+  ),
+  MEMORY_PURGE_INTERVAL_MS: optional(
+    z.coerce
+      .number({ message: 'must be a number of milliseconds' })
+      .int('must be a whole number of milliseconds')
+      .min(0, 'must be 0 (no background purge) or more milliseconds')
+      .max(2_147_483_647, 'must be at most 2147483647 milliseconds (about 24 days)'),
+  ),
 });
+
+/** A caller's memory consent as it applies now: `ask` means nobody has asked them yet, and the deployment asks first. */
+export type MemoryConsent = 'granted' | 'ask' | 'denied';
+
+/** The memory lifecycle of a deployment. */
+export interface LifecycleConfig {
+  /** MEMORY_CONSENT_DEFAULT: the consent of a caller who has not said (default granted). */
+  consentDefault: MemoryConsent;
+  /** MEMORY_RETENTION_DAYS: memories not updated for this many days expire (null: never). */
+  retentionDays: number | null;
+  /** MEMORY_MAX_PER_USER: at most this many memories per user, the least recently used evicted (null: no cap). */
+  maxPerUser: number | null;
+  /** MEMORY_PURGE_INTERVAL_MS: how often the worker's background purge runs (0: never). */
+  purgeIntervalMs: number;
+}
 
 export interface MemoryConfig {
   /** Set: PostgreSQL. Unset: embedded PGlite in dataDir. */
@@ -45,6 +83,7 @@ export interface MemoryConfig {
   /** MEMORY_EMBEDDING_MODEL set: memories are embedded through `${baseURL}/embeddings`. */
   embeddings:
     { model: string; baseURL: string; apiKey: string | undefined; dimensions: number | undefined } | undefined;
+  lifecycle: LifecycleConfig;
 }
 
 /** Read the memory layer's settings from the environment; a bad value is an error naming the variable. */
@@ -70,6 +109,12 @@ export function loadMemoryConfig(env: NodeJS.ProcessEnv = process.env): MemoryCo
           dimensions: vars.MEMORY_EMBEDDING_DIMENSIONS,
         }
       : undefined,
+    lifecycle: {
+      consentDefault: vars.MEMORY_CONSENT_DEFAULT ?? DEFAULTS.consentDefault,
+      retentionDays: vars.MEMORY_RETENTION_DAYS ?? null,
+      maxPerUser: vars.MEMORY_MAX_PER_USER ?? null,
+      purgeIntervalMs: vars.MEMORY_PURGE_INTERVAL_MS ?? DEFAULTS.purgeIntervalMs,
+    },
   };
 }
 

@@ -52,6 +52,23 @@ export const DEFAULTS = {
   embeddingMaxChars: 8_000,
   /** Reciprocal rank fusion constant (the same as memory_search's). */
   rrfK: 60,
+  /** Memory consent when a caller has not said (MEMORY_CONSENT_DEFAULT). */
+  consentDefault: 'granted',
+  /** Longest MEMORY_RETENTION_DAYS and per-memory expiry (100 years). */
+  retentionDaysMax: 36_500,
+  /** Largest MEMORY_MAX_PER_USER. */
+  maxPerUserCeiling: 1_000_000,
+  /** Rows removed per purge statement (each batch is its own short transaction). */
+  purgeBatch: 1000,
+  /** The worker's background purge runs this often (MEMORY_PURGE_INTERVAL_MS): hourly. */
+  purgeIntervalMs: 60 * 60 * 1000,
+  /**
+   * A journaled store older than this is set aside on replay instead of applied (reported as
+   * rejected, kept in <file>.rejected). It is what bounds the age of a pending store, and so how
+   * long a tombstone must be kept: the purge removes tombstones older than this plus the clock
+   * drift the journal accepts (MAX_CLOCK_DRIFT_MS, one day).
+   */
+  journalMaxAgeDays: 30,
   /** Who writes, for the audit log. */
   component: 'library',
 } as const;

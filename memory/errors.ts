@@ -48,6 +48,13 @@ export const MEMORY_ERROR_CODES = [
   'INVALID_EMBEDDING',
   // An optional peer dependency the chosen backend needs is not installed (pg, PGlite, supabase-js).
   'DEPENDENCY_MISSING',
+  // Memory consent: the caller asked not to be remembered (CONSENT_DENIED), or the deployment asks
+  // first (MEMORY_CONSENT_DEFAULT=ask) and the caller has not agreed yet (CONSENT_REQUIRED). Nothing
+  // was stored.
+  'CONSENT_DENIED',
+  'CONSENT_REQUIRED',
+  // A journaled store older than the journal's maximum age: set aside on replay, never applied.
+  'JOURNAL_ENTRY_EXPIRED',
 ] as const;
 
 export type MemoryErrorCode = (typeof MEMORY_ERROR_CODES)[number];

@@ -10,7 +10,8 @@ export {
   checkQuery,
   checkValue,
 } from './labels.js';
-export { loadMemoryConfig, type MemoryConfig } from './config.js';
+export { loadMemoryConfig, type MemoryConfig, type LifecycleConfig } from './config.js';
+export { TOMBSTONE_MAX_AGE_DAYS, type Lifecycle } from './lifecycle.js';
 export {
   checkSensitive,
   redactSensitive,
@@ -94,6 +95,10 @@ export type {
   ListOptions,
   SearchOptions,
   StoreReceipt,
+  StoreOptions,
+  ConsentChange,
+  PurgeReport,
+  MemoryConsent,
 } from './types.js';
 export { WriteClock, clockTime, isWriteClock } from './journal/clock.js';
 export {

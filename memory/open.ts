@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { DEFAULTS } from './defaults.js';
-import { loadMemoryConfig, type MemoryConfig } from './config.js';
+import { loadMemoryConfig, type MemoryConfig, type MemoryConsent } from './config.js';
+import { checkLifecycle } from './lifecycle.js';
 import { checkDatabaseUrl } from './database-url.js';
 import { openEmbedded, type EmbeddedRole } from './embedded/open-embedded.js';
 import { parseNamespace } from './identity.js';
@@ -63,6 +64,16 @@ export interface OpenMemoryOptions {
    * false: off whatever the environment says.
    */
   embeddings?: EmbeddingOptions | false;
+  /**
+   * Consent of a caller who has not said (default: MEMORY_CONSENT_DEFAULT, else `granted`). `ask`:
+   * nothing is stored for a caller until they agree (UserMemory.setConsent('granted')); `denied`:
+   * nothing is stored unless they ask to be remembered.
+   */
+  consentDefault?: MemoryConsent;
+  /** Memories not updated for this many days expire (default: MEMORY_RETENTION_DAYS; null: never). */
+  retentionDays?: number | null;
+  /** At most this many memories per user, the least recently used evicted (default: MEMORY_MAX_PER_USER; null: no cap). */
+  maxPerUser?: number | null;
 }
 
 /** The embedding settings: the option, else the environment's; undefined when off. */
@@ -142,6 +153,10 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
   // An option is checked like DATABASE_URL is (INVALID_CONFIG, not a driver error later).
   const databaseUrl = options.databaseUrl ? checkDatabaseUrl(options.databaseUrl, 'databaseUrl') : config.databaseUrl;
   const embedding = embeddingSettings(options.embeddings, config.embeddings);
+  const lifecycle = checkLifecycle(
+    { consentDefault: options.consentDefault, retentionDays: options.retentionDays, maxPerUser: options.maxPerUser },
+    config.lifecycle,
+  );
   if (embedding && !embedding.apiKey && embedding.baseURL === DEFAULTS.embeddingBaseURL) {
     throw new MemoryError(
       'INVALID_CONFIG',
@@ -179,6 +194,7 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
     component: options.component,
     journal,
     embeddings,
+    lifecycle,
   });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {

@@ -1,5 +1,6 @@
 import { clockTime } from './journal/clock.js';
 import type { JournalOp } from './journal/journal.js';
+import { pendingIsLive } from './lifecycle.js';
 import type { MemoryRow } from './rpc.js';
 import type { Memory } from './types.js';
 
@@ -18,7 +19,22 @@ export function toMemory(row: MemoryRow): Memory {
     value: row.value,
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
+    ...(row.expires_at ? { expiresAt: new Date(row.expires_at) } : {}),
   };
+}
+
+/**
+ * Pending writes as reads must see them: a pending store that has expired (its own expiry, or
+ * older than the retention, by this process's clock: the database may not be there to ask) is
+ * never served, from the moment it expires. It still counts as the newest write of its key, so it
+ * hides an older value in the database: it becomes a deletion at its clock.
+ */
+export function livePending(ops: readonly JournalOp[], retentionDays: number | null, now = Date.now()): JournalOp[] {
+  return ops.map((op) =>
+    op.op === 'store' && !pendingIsLive(op, retentionDays, now)
+      ? { op: 'forget', userId: op.userId, identity: op.identity, category: op.category, key: op.key, clock: op.clock }
+      : op,
+  );
 }
 
 /** The newest pending write (store or forget) of one category and key. */
@@ -65,6 +81,7 @@ export function mergePending(rows: MemoryRow[], pending: readonly JournalOp[], c
       created_at: at,
       updated_at: at,
       clock: op.clock,
+      expires_at: op.expiresAt ?? null,
     };
     byKey.set(slot(op.category, op.key), row);
     overlay.push(row);

@@ -1,5 +1,6 @@
 import { erasureMarkers } from './erasure.js';
 import { isMemoryError } from './errors.js';
+import { checkJournalAge } from './lifecycle.js';
 import { Unreachable, type ApplyOutcome, type JournalOp } from './journal/journal.js';
 import { rpc } from './rpc.js';
 import { isUnreachable, type StoreState } from './store-state.js';
@@ -14,12 +15,20 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
   const t = state.transport;
   switch (op.op) {
     case 'store': {
+      // The database refuses a store for a caller who withdrew consent (CONSENT_DENIED) or has not
+      // given it (CONSENT_REQUIRED), and one made before their latest denial: the entry is then set
+      // aside as rejected, with that reason, and never applied.
+      const { consentDefault, maxPerUser, retentionDays } = state.lifecycle;
       const result = await rpc(t, 'memory_store', {
         p_user_id: op.userId,
         p_category: op.category,
         p_key: op.key,
         p_value: op.value,
         p_clock: op.clock,
+        p_expires_at: op.expiresAt ?? null,
+        p_consent: consentDefault,
+        p_max_per_user: maxPerUser,
+        p_retention_days: retentionDays,
       });
       return result.applied ? 'applied' : 'older';
     }
@@ -56,6 +65,10 @@ async function send(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
  * replay is not on any caller's path.
  */
 export async function applyJournalOp(state: StoreState, op: JournalOp): Promise<ApplyOutcome> {
+  // A store older than the journal's maximum age is set aside: the purge no longer keeps tombstones
+  // that old, so it could bring back a memory deleted since. (A deletion or a settings save that old
+  // cannot bring anything back: they replay as before.)
+  if (op.op === 'store') checkJournalAge(op.clock);
   try {
     const erasedAt = await rpc(state.transport, 'memory_erased', { p_markers: erasureMarkers(state, op.userId) });
     if (erasedAt !== null && op.clock <= erasedAt) return 'erased';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { MemoryConsent } from './config.js';
 import { MemoryError } from './errors.js';
 import type { JsonArg } from './transports/call.js';
 import type { RpcTransport } from './transports/transport.js';
@@ -21,6 +22,9 @@ const UserJson = z.object({
   created_at: time,
   last_seen_at: time,
   session_count: count,
+  // The lifecycle migration's consent state (null: the deployment default applies).
+  memory_consent: z.enum(['granted', 'denied']).nullish(),
+  memory_consent_at: time.nullish(),
 });
 
 export const MemoryRowJson = z.object({
@@ -30,6 +34,7 @@ export const MemoryRowJson = z.object({
   created_at: time,
   updated_at: time,
   clock: z.string().optional(),
+  expires_at: time.nullish(),
 });
 export type MemoryRow = z.infer<typeof MemoryRowJson>;
 
@@ -75,6 +80,8 @@ export const RPC = {
       clock: z.string(),
       updated_at: time.nullish(),
       current_clock: z.string().nullish(),
+      expires_at: time.nullish(),
+      evicted: z.array(z.object({ category: z.string(), key: z.string() })).nullish(),
     }),
   },
   memory_retrieve: { shape: 'value', result: z.string().nullable() },
@@ -92,6 +99,17 @@ export const RPC = {
   memory_forget: { shape: 'value', result: z.object({ existed: z.boolean(), clock: z.string() }) },
   memory_forget_all: { shape: 'value', result: count },
   memory_store_many: { shape: 'value', result: count },
+  memory_set_consent: {
+    shape: 'value',
+    result: z.object({
+      consent: z.enum(['granted', 'denied']),
+      previous: z.enum(['granted', 'denied']).nullable(),
+      consent_at: time,
+      erased: count,
+      tombstones: count,
+    }),
+  },
+  memory_purge: { shape: 'value', result: z.object({ memories: count, tombstones: count }) },
   memory_save_settings: { shape: 'value', result: SettingsJson },
   memory_get_settings: { shape: 'value', result: SettingsJson.nullable() },
   memory_audit: { shape: 'value', result: z.unknown() },
@@ -193,20 +211,61 @@ export const RPC = {
 
 type Uuid = string;
 type Clock = string | null;
+/** MEMORY_RETENTION_DAYS, or null: no retention limit. */
+type Days = number | null;
 
 /** The arguments of each function, by name as the SQL declares them. */
 export interface RpcArgs {
-  memory_start_session: { p_user_id: Uuid; p_identity: string; p_memory_limit: number; p_tenant_id: string };
+  memory_start_session: {
+    p_user_id: Uuid;
+    p_identity: string;
+    p_memory_limit: number;
+    p_tenant_id: string;
+    p_retention_days: Days;
+  };
   memory_provision: { p_user_id: Uuid; p_identity: string };
   /** p_clock null: an online write, ordered by the server. A clock: a journal replay. */
-  memory_store: { p_user_id: Uuid; p_category: string; p_key: string; p_value: string; p_clock: Clock };
-  memory_retrieve: { p_user_id: Uuid; p_category: string; p_key: string };
-  memory_get: { p_user_id: Uuid; p_category: string; p_key: string };
-  memory_list: { p_user_id: Uuid; p_category: string | null; p_limit: number };
-  memory_search: { p_user_id: Uuid; p_query: string; p_category: string | null; p_limit: number };
+  memory_store: {
+    p_user_id: Uuid;
+    p_category: string;
+    p_key: string;
+    p_value: string;
+    p_clock: Clock;
+    /** ISO timestamp, or null: no expiry of its own. */
+    p_expires_at: string | null;
+    /** The deployment's MEMORY_CONSENT_DEFAULT, for a caller with no recorded state. */
+    p_consent: MemoryConsent;
+    p_max_per_user: number | null;
+    p_retention_days: Days;
+  };
+  /** p_touch: the read counts as a use for the cap's LRU order (only with a cap). */
+  memory_retrieve: { p_user_id: Uuid; p_category: string; p_key: string; p_retention_days: Days; p_touch: boolean };
+  memory_get: { p_user_id: Uuid; p_category: string; p_key: string; p_retention_days: Days };
+  memory_list: { p_user_id: Uuid; p_category: string | null; p_limit: number; p_retention_days: Days };
+  memory_search: {
+    p_user_id: Uuid;
+    p_query: string;
+    p_category: string | null;
+    p_limit: number;
+    p_retention_days: Days;
+  };
   memory_forget: { p_user_id: Uuid; p_category: string; p_key: string; p_clock: Clock };
   memory_forget_all: { p_user_id: Uuid };
-  memory_store_many: { p_user_id: Uuid; p_memories: JsonArg };
+  /** p_memories: [{category, key, value, expires_at?}] */
+  memory_store_many: {
+    p_user_id: Uuid;
+    p_memories: JsonArg;
+    p_consent: MemoryConsent;
+    p_max_per_user: number | null;
+    p_retention_days: Days;
+  };
+  memory_set_consent: { p_user_id: Uuid; p_identity: string; p_consent: 'granted' | 'denied'; p_component: string };
+  memory_purge: {
+    p_retention_days: Days;
+    p_tombstone_max_age_days: number | null;
+    p_batch: number;
+    p_component: string;
+  };
   memory_save_settings: {
     p_user_id: Uuid;
     p_tenant_id: string;
@@ -254,6 +313,7 @@ export interface RpcArgs {
     p_embedding: string;
     p_category: string | null;
     p_limit: number;
+    p_retention_days: Days;
   };
 }
 

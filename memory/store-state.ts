@@ -2,6 +2,7 @@ import { MemoryError, isMemoryError } from './errors.js';
 import type { WriteClock } from './journal/clock.js';
 import type { Embedder } from './embeddings/embedder.js';
 import type { Journal } from './journal/journal.js';
+import type { Lifecycle } from './lifecycle.js';
 import type { SecretCipher } from './settings/cipher.js';
 import type { RpcTransport } from './transports/transport.js';
 
@@ -46,6 +47,8 @@ export interface StoreState {
   readonly recent: RecentWrites;
   /** Optional embeddings (MEMORY_EMBEDDING_MODEL): background embedding and vector search. */
   readonly embeddings?: Embedder;
+  /** Consent default, retention and cap (MEMORY_CONSENT_DEFAULT, MEMORY_RETENTION_DAYS, MEMORY_MAX_PER_USER). */
+  readonly lifecycle: Lifecycle;
   closed: boolean;
 }
 

@@ -10,12 +10,21 @@ import { readDiagnostics, type Diagnostics } from './diagnostics.js';
 import type { Embedder, EmbeddingStatus } from './embeddings/embedder.js';
 import { processClock, type WriteClock } from './journal/clock.js';
 import { Unreachable, type ApplyOutcome, type Journal, type JournalOp, type ReplayReport } from './journal/journal.js';
-import { mergePending, toMemory } from './overlay.js';
+import { TOMBSTONE_MAX_AGE_DAYS, checkLifecycle, type Lifecycle } from './lifecycle.js';
+import { livePending, mergePending, toMemory } from './overlay.js';
 import { applyJournalOp } from './replay.js';
 import { rpc, type RpcArgs, type RpcResult } from './rpc.js';
 import { RecentWrites, type StoreState } from './store-state.js';
 import { requireSql, type RpcTransport, type SqlTransport, type TransportKind } from './transports/transport.js';
-import type { SessionStart, StartSessionOptions, User, UserRef } from './types.js';
+import type {
+  ConsentChange,
+  MemoryConsent,
+  PurgeReport,
+  SessionStart,
+  StartSessionOptions,
+  User,
+  UserRef,
+} from './types.js';
 import { UserMemory } from './user-memory.js';
 import { toUser, type UserRow } from './users.js';
 import { linkAuthUser, readProfile, rotateSecrets, type Profile, type RotationReport } from './admin.js';
@@ -79,6 +88,8 @@ export class MemoryStore {
       clock?: WriteClock;
       /** Optional embeddings (see openMemory's `embeddings`). */
       embeddings?: Embedder;
+      /** Consent default, retention and cap (default: granted, none, none). */
+      lifecycle?: Partial<Lifecycle>;
     },
   ) {
     this.namespace = options.namespace;
@@ -92,6 +103,7 @@ export class MemoryStore {
       clock: options.clock ?? processClock,
       recent: new RecentWrites(),
       embeddings: options.embeddings,
+      lifecycle: checkLifecycle(options.lifecycle ?? {}),
       closed: false,
     };
     transports.set(this, transport);
@@ -124,17 +136,91 @@ export class MemoryStore {
       p_identity: identity,
       p_memory_limit: limit,
       p_tenant_id: tenant,
+      p_retention_days: this.#state.lifecycle.retentionDays,
     });
     this.#checkOwnUser(session.user, identity, userId);
     // The user's own writes still waiting in the journal are part of what they see; rows carry
     // their clocks, so a pending write older than the database's row does not win.
-    const pending = this.#state.journal ? await this.#state.journal.pendingFor(userId) : [];
+    const pending = this.#state.journal
+      ? livePending(await this.#state.journal.pendingFor(userId), this.#state.lifecycle.retentionDays)
+      : [];
     return {
       user: toUser(session.user),
       firstSession: session.first_session,
       memories: mergePending(session.memories, pending).slice(0, limit).map(toMemory),
+      consent: session.user.memory_consent ?? this.#state.lifecycle.consentDefault,
       ...sessionSettings(session.settings),
     };
+  }
+
+  /** Consent default, retention and cap of this store (MEMORY_CONSENT_DEFAULT, MEMORY_RETENTION_DAYS, MEMORY_MAX_PER_USER). */
+  get lifecycle(): Readonly<Lifecycle> {
+    return this.#state.lifecycle;
+  }
+
+  /** A recorded consent state as it applies in this deployment (null: MEMORY_CONSENT_DEFAULT). */
+  effectiveConsent(recorded: 'granted' | 'denied' | null | undefined): MemoryConsent {
+    return recorded ?? this.#state.lifecycle.consentDefault;
+  }
+
+  /**
+   * Record an identity's memory consent (`lk-memory consent`): see UserMemory.setConsent. A denial
+   * erases what is stored for them. Provisions the user if new; audited.
+   */
+  setConsent(identity: string, consent: 'granted' | 'denied'): Promise<ConsentChange> {
+    return this.forIdentity(identity).setConsent(consent);
+  }
+
+  /**
+   * Remove expired memories (their own expiry passed, or not updated for MEMORY_RETENTION_DAYS)
+   * and tombstones older than any journal entry can be, in batches of `batchSize` rows (default
+   * 1000): each batch is one statement in its own short transaction, so no lock is held for long.
+   * Expired memories are never served anyway; this only reclaims their space. Audited per user.
+   */
+  async purge(options: { batchSize?: number; onBatch?: (report: PurgeReport) => void } = {}): Promise<PurgeReport> {
+    const batch = checkLimit(options.batchSize ?? DEFAULTS.purgeBatch, 'batchSize', 10_000);
+    const report: PurgeReport = { memories: 0, tombstones: 0, batches: 0 };
+    for (;;) {
+      if (this.#state.closed) break;
+      const done = await rpc(this.#state.transport, 'memory_purge', {
+        p_retention_days: this.#state.lifecycle.retentionDays,
+        p_tombstone_max_age_days: TOMBSTONE_MAX_AGE_DAYS,
+        p_batch: batch,
+        p_component: this.#state.component,
+      });
+      report.memories += done.memories;
+      report.tombstones += done.tombstones;
+      report.batches += 1;
+      options.onBatch?.({ ...report });
+      if (done.memories < batch && done.tombstones < batch) break;
+    }
+    return report;
+  }
+
+  #purgeTimer: NodeJS.Timeout | undefined;
+  #purging: Promise<unknown> | undefined;
+
+  /**
+   * Purge now and then every `intervalMs` (default MEMORY_PURGE_INTERVAL_MS, else hourly) until
+   * close(). For one process per host (the worker's main process: serveMemory starts it). A failed
+   * purge is reported to `onError` and tried again at the next interval.
+   */
+  startBackgroundPurge(options: {
+    intervalMs: number;
+    onError?: (error: unknown) => void;
+    onDone?: (report: PurgeReport) => void;
+  }): void {
+    if (this.#purgeTimer || options.intervalMs <= 0) return;
+    const run = () => {
+      if (this.#purging || this.#state.closed) return;
+      this.#purging = this.purge()
+        .then((report) => options.onDone?.(report))
+        .catch((error: unknown) => options.onError?.(error))
+        .finally(() => (this.#purging = undefined));
+    };
+    this.#purgeTimer = setInterval(run, options.intervalMs);
+    this.#purgeTimer.unref();
+    run();
   }
 
   /** Provision a user without starting a session (for administrative writes). One round trip. */
@@ -348,6 +434,8 @@ export class MemoryStore {
   async close(): Promise<void> {
     if (this.#state.closed) return;
     this.#state.closed = true;
+    clearInterval(this.#purgeTimer);
+    await this.#purging;
     await this.#state.embeddings?.close();
     await this.#state.journal?.close();
     await this.#state.transport.close();

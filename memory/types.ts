@@ -1,4 +1,7 @@
+import type { MemoryConsent } from './config.js';
 import type { StoredSettings } from './settings/settings.js';
+
+export type { MemoryConsent };
 
 /** Who a handle is bound to: the UUIDv5 user id and the identity it was derived from. */
 export interface UserRef {
@@ -20,6 +23,8 @@ export interface Memory {
   value: string;
   createdAt: Date;
   updatedAt: Date;
+  /** Set when the memory has its own expiry (store's `expiresAt`): it is not served from then on. */
+  expiresAt?: Date;
 }
 
 export interface SessionStart {
@@ -30,8 +35,13 @@ export interface SessionStart {
   settingsError?: string;
   /** True for exactly one startSession per user: the one that created it. */
   firstSession: boolean;
-  /** The user's most recently updated memories, newest first, up to memoryLimit. */
+  /** The user's most recently updated memories, newest first, up to memoryLimit (live ones only). */
   memories: Memory[];
+  /**
+   * The caller's memory consent now: `granted`; `denied` (they asked not to be remembered: nothing
+   * is stored); `ask` (MEMORY_CONSENT_DEFAULT=ask and they have not said yet: ask before storing).
+   */
+  consent: MemoryConsent;
 }
 
 export interface StartSessionOptions {
@@ -76,4 +86,40 @@ export interface StoreReceipt {
    * stored, and the caller should say so rather than claim it was saved.
    */
   applied: boolean;
+  /** When the memory expires (its own expiry), if it has one. */
+  expiresAt?: Date;
+  /**
+   * Memories the per-user cap (MEMORY_MAX_PER_USER) evicted to make room for this one, least
+   * recently used first; absent when none was. The caller should say which.
+   */
+  evicted?: Array<{ category: string; key: string }>;
+}
+
+export interface StoreOptions {
+  /**
+   * When the memory expires: from that moment it is not served (retrieve, list, search, session
+   * start), and the purge removes it. Must be in the future. Default: no expiry of its own
+   * (MEMORY_RETENTION_DAYS may still apply).
+   */
+  expiresAt?: Date;
+}
+
+/** What a consent change did (UserMemory.setConsent, MemoryStore.setConsent). */
+export interface ConsentChange {
+  consent: 'granted' | 'denied';
+  /** The recorded state before (null: never recorded, the deployment default applied). */
+  previous: 'granted' | 'denied' | null;
+  at: Date;
+  /** Memories erased (a denial erases everything stored for the caller). */
+  erased: number;
+}
+
+/** What a purge removed (MemoryStore.purge). */
+export interface PurgeReport {
+  /** Expired memories removed (their own expiry passed, or older than MEMORY_RETENTION_DAYS). */
+  memories: number;
+  /** Tombstones removed (older than any journal entry can be). */
+  tombstones: number;
+  /** Statements (each its own short transaction). */
+  batches: number;
 }

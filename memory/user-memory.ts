@@ -1,13 +1,23 @@
 import { MAX_LIST_LIMIT, DEFAULTS } from './defaults.js';
 import { checkCategory, checkKey, checkLimit, checkQuery, checkValue } from './labels.js';
 import { clockTime } from './journal/clock.js';
-import { mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
+import { checkExpiresAt } from './lifecycle.js';
+import { livePending, mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
 import { MemoryError } from './errors.js';
 import { rpc, type MemoryRow } from './rpc.js';
 import { jsonArg } from './transports/call.js';
 import type { SaveSettingsInput, StoredSettings } from './settings/settings.js';
 import { RecentWrites, isUnreachable, liveTransport, type StoreState } from './store-state.js';
-import type { ListOptions, Memory, MemoryMatch, SearchOptions, StoreReceipt, UserRef } from './types.js';
+import type {
+  ConsentChange,
+  ListOptions,
+  Memory,
+  MemoryMatch,
+  SearchOptions,
+  StoreOptions,
+  StoreReceipt,
+  UserRef,
+} from './types.js';
 import { getSettings, revealSecrets, saveSettings } from './user-settings.js';
 import { writeOrJournal } from './write-or-journal.js';
 
@@ -65,8 +75,10 @@ export class UserMemory {
     return RecentWrites.slot(this.user.id, category, key);
   }
 
+  /** This user's pending journal writes, expired stores turned into deletions (see livePending). */
   async #pending() {
-    return this.#state.journal ? this.#state.journal.pendingFor(this.user.id) : [];
+    if (!this.#state.journal) return [];
+    return livePending(await this.#state.journal.pendingFor(this.user.id), this.#state.lifecycle.retentionDays);
   }
 
   /**
@@ -74,10 +86,18 @@ export class UserMemory {
    * the database is unreachable, fsynced to the local journal (`savedTo: 'journal'`). Online writes
    * are ordered by the database, so another host's clock cannot make an acknowledged write vanish;
    * a write that did lose to a newer one says so (`applied: false`).
+   *
+   * The lifecycle: `expiresAt` gives the memory its own expiry; with a cap (MEMORY_MAX_PER_USER)
+   * the least recently used memories make room, and the receipt's `evicted` names them. A caller
+   * who asked not to be remembered gets CONSENT_DENIED, and with MEMORY_CONSENT_DEFAULT=ask one who
+   * has not agreed yet gets CONSENT_REQUIRED: nothing is stored (the database decides, so a write
+   * journaled meanwhile is refused when it is replayed).
    */
-  async store(category: string, key: string, value: string): Promise<StoreReceipt> {
+  async store(category: string, key: string, value: string, options?: StoreOptions): Promise<StoreReceipt> {
     this.checkStore(category, key, value);
+    const expiresAt = checkExpiresAt(options);
     const { id: userId, identity } = this.user;
+    const { consentDefault, maxPerUser, retentionDays } = this.#state.lifecycle;
     const written = await writeOrJournal(
       this.#state,
       (transport) =>
@@ -87,19 +107,66 @@ export class UserMemory {
           p_key: key,
           p_value: value,
           p_clock: null,
+          p_expires_at: expiresAt,
+          p_consent: consentDefault,
+          p_max_per_user: maxPerUser,
+          p_retention_days: retentionDays,
         }),
-      (clock) => ({ op: 'store', userId, identity, category, key, value, clock }),
+      (clock) => ({
+        op: 'store',
+        userId,
+        identity,
+        category,
+        key,
+        value,
+        clock,
+        ...(expiresAt === null ? {} : { expiresAt }),
+      }),
     );
+    const expiry = expiresAt === null ? {} : { expiresAt: new Date(expiresAt) };
     if (written.via === 'journal') {
       this.#state.recent.note(this.#slot(category, key), written.clock);
-      return { category, key, updatedAt: clockTime(written.clock), savedTo: 'journal', applied: true };
+      return { category, key, updatedAt: clockTime(written.clock), savedTo: 'journal', applied: true, ...expiry };
     }
-    const { applied, clock, updated_at: updatedAt } = written.result;
+    const { applied, clock, updated_at: updatedAt, evicted } = written.result;
     this.#state.clock.observe(clock);
     if (applied) this.#state.recent.note(this.#slot(category, key), clock);
     // Embedding happens later, in the background; a failure there never touches this write.
     if (applied) this.#state.embeddings?.touch(userId);
-    return { category, key, updatedAt: new Date(updatedAt ?? clockTime(clock)), savedTo: 'database', applied };
+    return {
+      category,
+      key,
+      updatedAt: new Date(updatedAt ?? clockTime(clock)),
+      savedTo: 'database',
+      applied,
+      ...(applied ? expiry : {}),
+      ...(evicted && evicted.length > 0 ? { evicted } : {}),
+    };
+  }
+
+  /**
+   * Record this caller's memory consent. `denied` (they asked not to be remembered) erases
+   * everything stored for them first, and from then on nothing is stored (CONSENT_DENIED), whatever
+   * path the write takes, journal replays included, until they grant it again. `granted` records
+   * that they agreed (with MEMORY_CONSENT_DEFAULT=ask, nothing is stored before that). Provisions
+   * the user if needed; audited. Needs the database.
+   */
+  async setConsent(consent: 'granted' | 'denied'): Promise<ConsentChange> {
+    if (consent !== 'granted' && consent !== 'denied') {
+      throw new MemoryError('INVALID_OPTION', `consent must be "granted" or "denied", not ${JSON.stringify(consent)}`);
+    }
+    const result = await rpc(liveTransport(this.#state), 'memory_set_consent', {
+      p_user_id: this.user.id,
+      p_identity: this.user.identity,
+      p_consent: consent,
+      p_component: this.#state.component,
+    });
+    return {
+      consent: result.consent,
+      previous: result.previous,
+      at: new Date(result.consent_at),
+      erased: result.erased,
+    };
   }
 
   /** The value, or null when nothing is stored under this category and key (pending journal writes included). */
@@ -107,9 +174,11 @@ export class UserMemory {
     checkCategory(category);
     checkKey(key);
     const transport = liveTransport(this.#state);
-    const args = { p_user_id: this.user.id, p_category: category, p_key: key };
+    const { retentionDays, maxPerUser } = this.#state.lifecycle;
+    const args = { p_user_id: this.user.id, p_category: category, p_key: key, p_retention_days: retentionDays };
     const pending = newestPending(await this.#pending(), category, key);
-    if (!pending) return rpc(transport, 'memory_retrieve', args);
+    // With a cap, a read that returns the value counts as a use (least recently used goes first).
+    if (!pending) return rpc(transport, 'memory_retrieve', { ...args, p_touch: maxPerUser !== null });
     try {
       return resolvePending(pending, await rpc(transport, 'memory_get', args));
     } catch (error) {
@@ -128,6 +197,7 @@ export class UserMemory {
       p_user_id: this.user.id,
       p_category: options.category ?? null,
       p_limit: limit,
+      p_retention_days: this.#state.lifecycle.retentionDays,
     });
     return mergePending(rows, await this.#pending(), options.category)
       .slice(0, limit)
@@ -154,6 +224,7 @@ export class UserMemory {
         p_query: text,
         p_category: options.category ?? null,
         p_limit: limit,
+        p_retention_days: this.#state.lifecycle.retentionDays,
       });
     } else {
       // Hybrid: the lexical ranking and, at the same time, the query's vector and this user's
@@ -167,8 +238,9 @@ export class UserMemory {
           p_query: text,
           p_category: options.category ?? null,
           p_limit: pool,
+          p_retention_days: this.#state.lifecycle.retentionDays,
         }),
-        embeddings.nearest(this.user.id, text, options.category ?? null, pool),
+        embeddings.nearest(this.user.id, text, options.category ?? null, pool, this.#state.lifecycle.retentionDays),
       ]);
       rows = fuseRankings(lexical, nearest ?? []);
     }
@@ -206,7 +278,9 @@ export class UserMemory {
    * a typed error naming its index, and nothing is sent), then one database call stores them in one
    * transaction. Needs the database (no journal): returns how many were stored.
    */
-  async storeMany(entries: ReadonlyArray<{ category: string; key: string; value: string }>): Promise<number> {
+  async storeMany(
+    entries: ReadonlyArray<{ category: string; key: string; value: string; expiresAt?: Date }>,
+  ): Promise<number> {
     const given: unknown = entries;
     if (!Array.isArray(given)) throw new MemoryError('INVALID_VALUE', 'storeMany expects an array of memories');
     if (entries.length > MAX_STORE_MANY) {
@@ -214,11 +288,13 @@ export class UserMemory {
     }
     const seen = new Set<string>();
     const memories = entries.map((entry, i) => {
+      let expiresAt: string | null = null;
       try {
         if (typeof (entry as unknown) !== 'object' || (entry as unknown) === null) {
           throw new MemoryError('INVALID_VALUE', 'expected an object {category, key, value}');
         }
         this.checkStore(entry.category, entry.key, entry.value);
+        expiresAt = checkExpiresAt(entry);
       } catch (error) {
         if (!(error instanceof MemoryError)) throw error;
         throw new MemoryError(error.code, `memory ${i}: ${error.message}`, { cause: error });
@@ -231,12 +307,21 @@ export class UserMemory {
         );
       }
       seen.add(slot);
-      return { category: entry.category, key: entry.key, value: entry.value };
+      return {
+        category: entry.category,
+        key: entry.key,
+        value: entry.value,
+        ...(expiresAt === null ? {} : { expires_at: expiresAt }),
+      };
     });
     if (memories.length === 0) return 0;
+    const { consentDefault, maxPerUser, retentionDays } = this.#state.lifecycle;
     const stored = await rpc(liveTransport(this.#state), 'memory_store_many', {
       p_user_id: this.user.id,
       p_memories: jsonArg(memories),
+      p_consent: consentDefault,
+      p_max_per_user: maxPerUser,
+      p_retention_days: retentionDays,
     });
     this.#state.embeddings?.touch(this.user.id);
     return stored;

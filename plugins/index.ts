@@ -6,7 +6,7 @@ export {
   type MemoryAgentOptions,
   type ToolMap,
 } from './user-memory.js';
-export { serveMemory, isJobProcess, type MemoryServer } from './serve.js';
+export { serveMemory, isJobProcess, type MemoryServer, type ServeMemoryOptions } from './serve.js';
 export { prewarmMemory, processMemoryStore, JOB_PROCESS_MEMORY_OPTIONS } from './process-store.js';
 export {
   memoryGreeting,
@@ -30,6 +30,9 @@ export {
   quoteMemoryText,
   MEMORY_BLOCK_OPEN,
   MEMORY_BLOCK_CLOSE,
+  MEMORY_OFF_NOTICE,
+  MEMORY_ASK_NOTICE,
+  consentNotice,
   type MemoryBlockOptions,
 } from './memory-block.js';
 export {
@@ -37,6 +40,8 @@ export {
   DEFAULT_CATEGORIES,
   DEFAULT_TOOL_TIMEOUT_MS,
   MEMORY_TOOL_NAMES,
+  CONSENT_DENIED_ANSWER,
+  CONSENT_REQUIRED_ANSWER,
   type MemoryTools,
   type MemoryToolsOptions,
   type MemoryToolCall,

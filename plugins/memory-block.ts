@@ -1,4 +1,4 @@
-import type { Memory } from '../memory/index.js';
+import type { Memory, MemoryConsent } from '../memory/index.js';
 
 export interface MemoryBlockOptions {
   /** At most this many memories in the block (default 20). */
@@ -55,4 +55,27 @@ export function renderMemoryBlock(memories: readonly Memory[], options: MemoryBl
   const more = hidden > 0 ? `(${hidden} more not shown; use list_memories or recall)\n` : '';
   const block = `${head}${lines.join('')}${more}${tail}`;
   return block.length <= maxChars ? block : '';
+}
+
+/** What the agent is told when the caller asked not to be remembered. */
+export const MEMORY_OFF_NOTICE =
+  'Memory is off for this user at their request: they asked not to be remembered, so nothing about them was kept ' +
+  'and nothing you save will be stored. Do not offer to remember things. If they ask to be remembered again, call ' +
+  '`remember_me`, then save what they want kept.';
+
+/** What the agent is told when the deployment asks first (MEMORY_CONSENT_DEFAULT=ask) and the caller has not said. */
+export const MEMORY_ASK_NOTICE =
+  "Memory needs this user's agreement first, and they have not given it yet: nothing about them is stored. Before " +
+  'saving anything, ask them once, plainly, whether you may remember things about them for future conversations ' +
+  '(for example: "Would you like me to remember that for next time?"). If they agree, call `remember_me`, then save ' +
+  'with `remember`. If they decline, call `forget_me` and do not ask again.';
+
+/**
+ * What the block says about the caller's consent: memory off at their request (denied), ask first
+ * (ask, undecided), or nothing (granted).
+ */
+export function consentNotice(consent: MemoryConsent): string {
+  if (consent === 'denied') return MEMORY_OFF_NOTICE;
+  if (consent === 'ask') return MEMORY_ASK_NOTICE;
+  return '';
 }

@@ -1,5 +1,25 @@
 import path from 'node:path';
-import { openMemory, type MemoryStore, type OpenMemoryOptions } from '../memory/index.js';
+import {
+  isMemoryError,
+  loadMemoryConfig,
+  openMemory,
+  type MemoryStore,
+  type OpenMemoryOptions,
+} from '../memory/index.js';
+import { agentsLogger, type MemoryLogger } from './logger.js';
+
+/** serveMemory's options: openMemory's, and the background purge. */
+export interface ServeMemoryOptions extends OpenMemoryOptions {
+  /**
+   * How often this process purges expired memories and old tombstones (default
+   * MEMORY_PURGE_INTERVAL_MS, else hourly; 0: never). It runs here because the worker's main
+   * process is one per host; the purge works in short batches, so several hosts purging the same
+   * database at once only share the work.
+   */
+  purgeIntervalMs?: number;
+  /** Where purge progress and failures go (default: agents-js's logger). Counts only. */
+  logger?: MemoryLogger;
+}
 
 /** What serveMemory started: the main process's store, open until close(). */
 export interface MemoryServer {
@@ -30,9 +50,27 @@ export function isJobProcess(argv: readonly string[] = process.argv): boolean {
  *
  * DATABASE_URL (PostgreSQL) is the recommendation for production: then this only migrates.
  */
-export async function serveMemory(options: OpenMemoryOptions = {}): Promise<MemoryServer> {
+export async function serveMemory(options: ServeMemoryOptions = {}): Promise<MemoryServer> {
   if (isJobProcess()) return { store: undefined, servesEmbedded: false, close: () => Promise.resolve() };
-  const store = await openMemory({ ...options, embeddedRole: 'owner', serve: true });
+  const { purgeIntervalMs, logger, ...open } = options;
+  const intervalMs = purgeIntervalMs ?? loadMemoryConfig(options.env ?? process.env).lifecycle.purgeIntervalMs;
+  if (!Number.isFinite(intervalMs) || intervalMs < 0) {
+    throw new RangeError(`purgeIntervalMs must be a number of milliseconds >= 0, not ${String(intervalMs)}`);
+  }
+  const store = await openMemory({ ...open, embeddedRole: 'owner', serve: true });
+  const log = logger ?? agentsLogger({ component: 'memory-purge' });
+  store.startBackgroundPurge({
+    intervalMs,
+    onDone: (report) => {
+      if (report.memories > 0 || report.tombstones > 0)
+        log.info({ ...report }, 'memory purge removed expired memories and old tombstones');
+    },
+    onError: (error) =>
+      log.warn(
+        { code: isMemoryError(error) ? error.code : undefined },
+        'memory purge failed; it is tried again at the next interval',
+      ),
+  });
   let closing: Promise<void> | undefined;
   return {
     store,

@@ -1,13 +1,14 @@
 import {
   MemoryError,
   type Memory,
+  type MemoryConsent,
   type MemoryStore,
   type StoredSettings,
   type User,
   type UserMemory,
 } from '../memory/index.js';
 import { resolveIdentity, type IdentitySource, type ParticipantLike } from './identity.js';
-import { renderMemoryBlock, type MemoryBlockOptions } from './memory-block.js';
+import { consentNotice, renderMemoryBlock, type MemoryBlockOptions } from './memory-block.js';
 import { createMemoryTools, type MemoryTools, type MemoryToolsOptions } from './tools.js';
 
 /** How long session start waits for memory by default before the session goes on without it. */
@@ -44,6 +45,8 @@ export interface UserMemoryReady {
   allLoaded: boolean;
   /** The user's agent settings for the tenant (secrets still encrypted), loaded in the same round trip. */
   settings: StoredSettings | null;
+  /** The caller's memory consent at session start (denied: memory off at their request; ask: ask first). */
+  consent: MemoryConsent;
   /** The delimited block for the agent's instructions ('' when nothing is stored yet). */
   memoryBlock: string;
   /** remember, recall, forget, list_memories: bound to this user only. */
@@ -115,8 +118,9 @@ async function provision(
       memories: session.memories,
       allLoaded: session.memories.length < memoryLimit,
       settings: session.settings,
+      consent: session.consent,
       memoryBlock: renderMemoryBlock(session.memories, options.block),
-      tools: createMemoryTools(handle, options.tools),
+      tools: createMemoryTools(handle, { ...options.tools, consent: session.consent }),
       handle,
     };
   } catch (error) {
@@ -192,8 +196,11 @@ export function memoryInstructions(session: UserMemorySession): string {
   const parts = [
     'You have a long-term memory of this user. When they tell you something worth keeping (a fact, ' +
       'a preference, a personal detail, a task), save it with `remember`. Use `recall` or ' +
-      '`list_memories` to look things up, and `forget` when they ask you to forget something.',
+      '`list_memories` to look things up, and `forget` when they ask you to forget something. If they ' +
+      'ask not to be remembered at all, call `forget_me`; if they ask to be remembered again, `remember_me`.',
   ];
+  const notice = consentNotice(session.consent);
+  if (notice) parts.push(notice);
   parts.push(session.memoryBlock || 'Nothing is remembered about this user yet.');
   return parts.join('\n\n');
 }

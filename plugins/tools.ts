@@ -1,6 +1,6 @@
 import { llm } from '@livekit/agents';
 import { z } from 'zod';
-import { MemoryError, type UserMemory } from '../memory/index.js';
+import { MemoryError, type MemoryConsent, type UserMemory } from '../memory/index.js';
 import { piiSettings, type PiiOptions } from '../memory/pii.js';
 import { quoteMemoryText } from './memory-block.js';
 import { screenRemember, type SensitiveValueEvent } from './sensitive.js';
@@ -31,6 +31,11 @@ export interface MemoryToolsOptions {
   pii?: PiiOptions;
   /** Told when remember refused or redacted something: kinds only, never the value or key. */
   onSensitive?: (event: SensitiveValueEvent) => void;
+  /**
+   * The caller's consent at session start (startSession's `consent`, default granted). While it is
+   * not granted, remember answers without writing; forget_me and remember_me change it.
+   */
+  consent?: MemoryConsent;
 }
 
 /** One tool call as `onCall` reports it. */
@@ -45,7 +50,25 @@ export interface MemoryToolCall {
 export const DEFAULT_TOOL_TIMEOUT_MS = 3000;
 
 /** The names the model sees. */
-export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories', 'search_memories'] as const;
+export const MEMORY_TOOL_NAMES = [
+  'remember',
+  'recall',
+  'forget',
+  'list_memories',
+  'search_memories',
+  'forget_me',
+  'remember_me',
+] as const;
+
+/** What remember answers while the caller has withdrawn consent (nothing is stored). */
+export const CONSENT_DENIED_ANSWER =
+  'Not saved: this caller asked not to be remembered, so memory is off at their request and nothing is stored about them. ' +
+  'Do not offer to remember things. If they ask to be remembered again, call remember_me first.';
+/** What remember answers while the caller has not agreed yet (MEMORY_CONSENT_DEFAULT=ask). */
+export const CONSENT_REQUIRED_ANSWER =
+  'Not saved: this caller has not agreed to be remembered yet, so nothing is stored about them. ' +
+  'Ask them whether you may remember things about them for next time. If they agree, call remember_me and then save again; ' +
+  'if they decline, call forget_me.';
 
 /**
  * A failure becomes a sentence for the model, never an exception: an exception would end the
@@ -54,6 +77,8 @@ export const MEMORY_TOOL_NAMES = ['remember', 'recall', 'forget', 'list_memories
 function explain(action: string, kind: 'read' | 'write', error: unknown): string {
   const tell = kind === 'write' ? 'Tell the user it was not done' : 'Tell the user you cannot check right now';
   if (error instanceof MemoryError) {
+    if (error.code === 'CONSENT_DENIED') return CONSENT_DENIED_ANSWER;
+    if (error.code === 'CONSENT_REQUIRED') return CONSENT_REQUIRED_ANSWER;
     if (error.isInputError) return `Could not ${action}: ${error.message}. Fix the arguments and try again.`;
     if (error.code === 'TIMEOUT')
       return `Could not ${action}: memory is slow right now (TIMEOUT). ${tell} and carry on.`;
@@ -106,6 +131,19 @@ function label(category: string, key: string): string {
   return `${category}/${quoteMemoryText(key)}`;
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** " It will be forgotten on <date>." for a memory with its own expiry. */
+function expiryNote(expiresAt: Date | undefined): string {
+  return expiresAt ? ` It expires on ${expiresAt.toISOString().slice(0, 10)} and is forgotten then.` : '';
+}
+
+/** " To make room, the oldest unused memories were forgotten: ..." when the cap evicted some. */
+function evictionNote(evicted: ReadonlyArray<{ category: string; key: string }> | undefined): string {
+  if (!evicted || evicted.length === 0) return '';
+  return ` To make room (the memory limit per user was reached), the least recently used ${evicted.length === 1 ? 'memory was' : 'memories were'} forgotten: ${evicted.map((e) => label(e.category, e.key)).join(', ')}. Tell the user.`;
+}
+
 /**
  * The memory tools for one user. They close over that user's handle, so nothing the model sends
  * can address anyone else: there is no user parameter, and the handle has none either.
@@ -123,6 +161,8 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
   }
   const pii = piiSettings(options.pii);
 
+  // The caller's consent as this session knows it: the database has the last word on every write.
+  let consent: MemoryConsent = options.consent ?? 'granted';
   const observed = (tool: string) =>
     options.onCall
       ? (outcome: MemoryToolCall['outcome'], ms: number) => options.onCall!({ tool, ms, outcome })
@@ -132,9 +172,23 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
     remember: llm.tool({
       description:
         'Save something about the user to remember in future conversations (a fact, preference, personal detail or task). ' +
-        'Saving under an existing category and key replaces the old value.',
-      parameters: z.object({ category, key, value: z.string().describe('What to remember, in plain words.') }),
-      execute: ({ category: c, key: givenKey, value: givenValue }) => {
+        'Saving under an existing category and key replaces the old value. For something that stops mattering on a date ' +
+        '(a flight on Friday, a visit next week), give expires_in_days so it is forgotten then.',
+      parameters: z.object({
+        category,
+        key,
+        value: z.string().describe('What to remember, in plain words.'),
+        expires_in_days: z
+          .number()
+          .int()
+          .min(1)
+          .max(3650)
+          .optional()
+          .describe(
+            'Forget it after this many days (e.g. 3 for "my flight is on Friday" said on Tuesday); omit to keep it.',
+          ),
+      }),
+      execute: ({ category: c, key: givenKey, value: givenValue, expires_in_days: days }) => {
         // Sensitive data is kept out before anything else: a refusal never echoes the value.
         const screened = screenRemember(pii, c, givenKey, givenValue, options.onSensitive);
         if ('refusal' in screened) return Promise.resolve(screened.refusal);
@@ -144,7 +198,10 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
           'write',
           timeoutMs,
           async () => {
-            const receipt = await handle.store(c, k, value);
+            if (consent === 'denied') return CONSENT_DENIED_ANSWER;
+            if (consent === 'ask') return CONSENT_REQUIRED_ANSWER;
+            const expiresAt = days === undefined ? undefined : new Date(Date.now() + days * DAY_MS);
+            const receipt = await handle.store(c, k, value, { expiresAt });
             // Not applied: another session wrote this key at the same moment and its value won. The
             // model must not tell the caller it was saved.
             if (!receipt.applied) {
@@ -152,9 +209,10 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
             }
             // 'journal': the database was unreachable and the memory layer kept the write durably on
             // disk; it reaches the database when it is back. Saved either way.
+            const notes = `${expiryNote(receipt.expiresAt)}${evictionNote(receipt.evicted)}`;
             return receipt.savedTo === 'journal'
-              ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).${note}`
-              : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.${note}`;
+              ? `Saved ${label(c, k)} = ${quoteMemoryText(value)} (kept locally while the memory database is offline; it syncs when it is back).${notes}${note}`
+              : `Saved ${label(c, k)} = ${quoteMemoryText(value)}.${notes}${note}`;
           },
           observed('remember'),
         );
@@ -220,6 +278,46 @@ export function createMemoryTools(handle: UserMemory, options: MemoryToolsOption
             .map((m, i) => `${i + 1}. ${label(m.category, m.key)} = ${quoteMemoryText(m.value)}`)
             .join('\n');
         }),
+    }),
+    forget_me: llm.tool({
+      description:
+        'When the user asks not to be remembered (or to be forgotten, or to have everything about them deleted): erase ' +
+        'everything remembered about them and stop remembering them, in this and future conversations, until they ask to ' +
+        'be remembered again. Also when they decline to be remembered after you asked.',
+      parameters: z.object({}),
+      execute: () =>
+        answer(
+          'turn memory off for this user',
+          'write',
+          timeoutMs,
+          async () => {
+            const change = await handle.setConsent('denied');
+            consent = 'denied';
+            return (
+              `Done: memory is off for this user at their request. ${change.erased === 1 ? '1 memory was' : `${change.erased} memories were`} erased, ` +
+              'and nothing more will be saved about them unless they ask to be remembered again (then call remember_me). Confirm this to the user.'
+            );
+          },
+          observed('forget_me'),
+        ),
+    }),
+    remember_me: llm.tool({
+      description:
+        'When the user agrees to be remembered (after you asked), or asks to be remembered again after asking not to be: ' +
+        'turn memory on for them, so that remember can save things about them from now on.',
+      parameters: z.object({}),
+      execute: () =>
+        answer(
+          'turn memory on for this user',
+          'write',
+          timeoutMs,
+          async () => {
+            await handle.setConsent('granted');
+            consent = 'granted';
+            return 'Done: memory is on for this user with their agreement; you can save things about them with remember from now on.';
+          },
+          observed('remember_me'),
+        ),
     }),
   };
 }

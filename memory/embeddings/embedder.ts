@@ -39,7 +39,7 @@ export const HOW_TO_GET_PGVECTOR =
   'Supabase: enable the "vector" extension (Database > Extensions); PostgreSQL: install pgvector ' +
   '(Debian/Ubuntu with the PGDG repository: apt install postgresql-<version>-pgvector; or build it from ' +
   'https://github.com/pgvector/pgvector); the embedded database: npm install @electric-sql/pglite-pgvector. ' +
-  "Then apply the embeddings migration again (it is idempotent): delete from public.memory_schema_migrations where version = '20261206100000'; and run `lk-memory migrate`";
+  "Then apply the embeddings migration and those after it again (they are idempotent): delete from public.memory_schema_migrations where version >= '20261206100000'; and run `lk-memory migrate`";
 
 /** Read what the database says about vectors (one call). */
 export async function readVectorAvailability(transport: RpcTransport): Promise<VectorAvailability> {
@@ -232,13 +232,14 @@ export class Embedder {
   /**
    * This user's memories nearest to `query`, best first, at least minSimilarity; undefined when
    * vectors are unavailable or the query could not be embedded in time (search is then lexical).
-   * Never throws.
+   * Never throws. Expired memories (their own expiry, or older than `retentionDays`) are not matches.
    */
   async nearest(
     userId: string,
     query: string,
     category: string | null,
     limit: number,
+    retentionDays: number | null = null,
   ): Promise<VectorMatch[] | undefined> {
     try {
       if (!(await this.availability()).available) return undefined;
@@ -249,6 +250,7 @@ export class Embedder {
         p_embedding: `[${vector.join(',')}]`,
         p_category: category,
         p_limit: limit,
+        p_retention_days: retentionDays,
       });
       const floor = this.#options.minSimilarity ?? DEFAULTS.embeddingMinSimilarity;
       return rows.filter((r) => r.similarity >= floor);

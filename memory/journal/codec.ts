@@ -157,6 +157,7 @@ function validate(op: JournalOp, ctx: CodecContext): JournalOp {
         category: checkCategory(op.category),
         key: checkKey(op.key),
         value: checkValue(op.value, ctx.maxValueBytes),
+        ...(op.expiresAt === undefined ? {} : { expiresAt: checkExpiry(op.expiresAt) }),
       };
     case 'forget':
       return { op: 'forget', ...base, category: checkCategory(op.category), key: checkKey(op.key) };
@@ -189,6 +190,14 @@ function validate(op: JournalOp, ctx: CodecContext): JournalOp {
 
 function unknownOp(op: never): never {
   throw new MemoryError('INVALID_OPTION', `unknown journal operation ${JSON.stringify((op as { op: unknown }).op)}`);
+}
+
+/** A store's own expiry as the journal keeps it: an ISO timestamp (it may have passed by the time it is read). */
+function checkExpiry(expiresAt: unknown): string {
+  if (typeof expiresAt !== 'string' || Number.isNaN(Date.parse(expiresAt))) {
+    throw new MemoryError('INVALID_OPTION', `expiresAt ${JSON.stringify(expiresAt)} is not a timestamp`);
+  }
+  return expiresAt;
 }
 
 function checkClock(clock: unknown): void {
@@ -235,7 +244,14 @@ const HEADER = {
 
 /** The line's shape; the values are then checked by validate(). Unknown fields are refused. */
 const LINE = z.discriminatedUnion('op', [
-  z.strictObject({ ...HEADER, op: z.literal('store'), category: z.string(), key: z.string(), value: z.string() }),
+  z.strictObject({
+    ...HEADER,
+    op: z.literal('store'),
+    category: z.string(),
+    key: z.string(),
+    value: z.string(),
+    expiresAt: z.iso.datetime({ offset: true }).optional(),
+  }),
   z.strictObject({ ...HEADER, op: z.literal('forget'), category: z.string(), key: z.string() }),
   z.strictObject({
     ...HEADER,

@@ -2,7 +2,17 @@ import type { EncryptedSecret } from '../settings/cipher.js';
 
 /** A write that could not reach the database, as the journal keeps it until it does. */
 export type JournalOp =
-  | { op: 'store'; userId: string; identity: string; category: string; key: string; value: string; clock: string }
+  | {
+      op: 'store';
+      userId: string;
+      identity: string;
+      category: string;
+      key: string;
+      value: string;
+      clock: string;
+      /** The memory's own expiry (ISO), when it has one. */
+      expiresAt?: string;
+    }
   | { op: 'forget'; userId: string; identity: string; category: string; key: string; clock: string }
   | {
       op: 'settings';

@@ -60,6 +60,20 @@ export const SUPERSEDED: Readonly<Record<string, readonly string[]>> = {
   '20261126000000': ['20261123000000', '20261124000000', '20261125000000'],
 };
 
+/**
+ * Earlier texts of migrations that were edited after release, by version: the checksums a database
+ * may have recorded for a file whose current text differs only in ways that leave such a database
+ * correct. A recorded checksum listed here is accepted (and replaced by the current one); any
+ * other difference is still MIGRATION_FAILED. Keep it short: every entry needs its reason.
+ */
+export const PREVIOUS_CHECKSUMS: Readonly<Record<string, readonly string[]>> = {
+  // 20261206000000_search redefined memory_list naming every column of memories, so the file could
+  // not run again (`supabase db push` after `lk-memory migrate`) once the lifecycle migration added
+  // columns. That statement was removed; the lifecycle migration drops the function it made and
+  // defines memory_list anew, so a database that ran the earlier text ends up the same.
+  '20261206000000': ['ced9985347cd65e1a4c244f2d76150476f19f4dea6ff0c2c0ec502c11b292696'],
+};
+
 // RLS with no policy: only the owner (who migrates) and roles that bypass RLS reach the rows. On
 // Supabase the baseline migration also revokes what default privileges gave anon and
 // authenticated here; RLS is enabled at creation too, so that the table is never open between
@@ -96,7 +110,12 @@ export async function migrate(
       for (const migration of migrations) {
         const checksum = applied.get(migration.version);
         if (checksum !== undefined) {
-          if (checksum !== migration.checksum) {
+          if (checksum !== migration.checksum && PREVIOUS_CHECKSUMS[migration.version]?.includes(checksum)) {
+            await tx.query('update public.memory_schema_migrations set checksum = $2 where version = $1', [
+              migration.version,
+              migration.checksum,
+            ]);
+          } else if (checksum !== migration.checksum) {
             throw new MemoryError(
               'MIGRATION_FAILED',
               `migration ${migration.version}_${migration.name} was changed after it was applied; add a new migration instead of editing an applied one`,

@@ -71,6 +71,10 @@ export function sqlstateCode(sqlstate: string): MemoryErrorCode {
       return 'IDENTITY_CONFLICT';
     case 'LKM02':
       return 'ENCRYPTION_KEY_MISMATCH';
+    case 'LKM03':
+      return 'CONSENT_DENIED';
+    case 'LKM04':
+      return 'CONSENT_REQUIRED';
     default:
       return 'DATABASE_ERROR';
   }
@@ -86,6 +90,10 @@ export const HINTS: Partial<Record<MemoryErrorCode, string>> = {
   USER_NOT_PROVISIONED: 'start a session for this identity first (startSession provisions the user)',
   ENCRYPTION_KEY_MISMATCH:
     'the settings row holds secrets under a key that MEMORY_ENCRYPTION_KEY (and MEMORY_ENCRYPTION_PREVIOUS_KEYS) cannot read: set the key they were made with, or add it to MEMORY_ENCRYPTION_PREVIOUS_KEYS and run `lk-memory rotate-key`',
+  CONSENT_DENIED:
+    'the caller asked not to be remembered; nothing is stored for them until they agree again (UserMemory.setConsent("granted"), the remember_me tool, or `lk-memory consent <identity> granted`)',
+  CONSENT_REQUIRED:
+    'MEMORY_CONSENT_DEFAULT=ask and the caller has not agreed to be remembered yet: ask them, and record their answer (UserMemory.setConsent, the remember_me tool)',
   IDENTITY_CONFLICT:
     'the identity is already stored under another user id: was MEMORY_UUID_NAMESPACE changed for this database?',
 };

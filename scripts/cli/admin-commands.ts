@@ -33,6 +33,9 @@ function inspectText(
         (u.authUserId ? `linked to Supabase Auth user ${u.authUserId}` : 'not linked to a Supabase Auth user'),
     );
   }
+  lines.push(
+    `consent:   ${profile.consent.recorded ? `${profile.consent.recorded} (recorded ${profile.consent.at?.toISOString() ?? ''})` : 'not recorded (MEMORY_CONSENT_DEFAULT applies)'}`,
+  );
   lines.push(`memories:  ${profile.memoryCount}`);
   for (const m of memories) lines.push(`  ${memoryLine(m)}`);
   if (profile.settings.length === 0) lines.push('settings:  none');
@@ -93,6 +96,7 @@ export function registerAdminCommands(program: Command, io: CliIo, outcome: Outc
               identity,
               userId: profile.userId,
               profile: profile.user,
+              consent: profile.consent,
               memories: memories.map(memoryJson),
               settings: profile.settings.map(settingsView),
               audit: profile.audit,

@@ -11,6 +11,7 @@ import {
   secretsOf,
 } from '../../memory/index.js';
 import { registerAdminCommands } from './admin-commands.js';
+import { registerConsentCommands } from './consent-commands.js';
 import {
   Outcome,
   checkArgvText,
@@ -22,7 +23,7 @@ import {
   type GlobalOptions,
 } from './context.js';
 import { registerDoctor } from './doctor.js';
-import { readImportFile, registerLifecycleCommands } from './lifecycle-commands.js';
+import { readImportFile, registerExportCommands } from './export-commands.js';
 import { EXIT, describeError, exitCodeFor } from './exit-codes.js';
 import { humanText, memoryJson, memoryLine } from './format.js';
 import { registerSettingsCommands } from './settings-commands.js';
@@ -182,7 +183,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
     .command('import')
     .description(
       'store the memories of a JSON file for an identity, all or none: an array of {"category", "key", "value"}, or a document of ' +
-        '`lk-memory export` (its memories; expired ones are skipped; settings and pending writes are not restored). ' +
+        '`lk-memory export` (its memories with their expiry; expired ones are skipped; settings and pending writes are not restored). ' +
         'Every entry is checked like a store first, and one bad entry means nothing is written',
     )
     .argument('<identity>', 'participant identity')
@@ -205,7 +206,7 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
       // writes nothing, whatever the backend's state.
       entries.forEach((entry, i) => {
         try {
-          precheck(command, io, { identity, ...entry });
+          precheck(command, io, { identity, category: entry.category, key: entry.key, value: entry.value });
         } catch (error) {
           if (error instanceof MemoryError) throw new MemoryError(error.code, `${file}: entry ${i}: ${error.message}`);
           throw error;
@@ -219,10 +220,9 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
         io,
         `imported ${stored} memor${stored === 1 ? 'y' : 'ies'} for ${identity} (${identityToUserId(identity, command.optsWithGlobals<GlobalOptions>().namespace ?? loadMemoryConfig(io.env).namespace)})\n`,
       );
-      const { settings, pendingJournal, expiryKept } = plan.notRestored;
+      const { settings, pendingJournal } = plan.notRestored;
       const notes = [
         plan.expired ? `${plan.expired} expired memor${plan.expired === 1 ? 'y' : 'ies'} skipped` : '',
-        expiryKept ? `${expiryKept} imported without their expiry (not restored by import)` : '',
         settings ? `${settings} settings row(s) not restored (exports mask secrets: save settings again)` : '',
         pendingJournal ? `${pendingJournal} pending journal write(s) of the export not restored` : '',
       ].filter(Boolean);
@@ -270,7 +270,8 @@ export function buildProgram(io: CliIo, outcome: Outcome): Command {
 
   registerSettingsCommands(program, io, outcome);
   registerAdminCommands(program, io, outcome);
-  registerLifecycleCommands(program, io, outcome);
+  registerExportCommands(program, io, outcome);
+  registerConsentCommands(program, io);
   registerDoctor(program, io, outcome);
   return program;
 }

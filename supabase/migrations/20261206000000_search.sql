@@ -46,19 +46,11 @@ create index if not exists memories_search_tsv_idx on public.memories using gin 
 -- statement took 12 s instead of 4 (5 with 256 kB).
 alter index public.memories_search_tsv_idx set (gin_pending_list_limit = 256);
 
--- memory_list returns the table's rows: it leaves the tsvector out (null) rather than sending it.
-create or replace function public.memory_list(p_user_id uuid, p_category text, p_limit integer)
-returns setof public.memories
-language sql
-stable
-set search_path = ''
-as $$
-  select m.user_id, m.category, m.key, m.value, m.created_at, m.updated_at, m.write_seq, m.clock, null::tsvector
-    from public.memories m
-   where m.user_id = p_user_id and (p_category is null or m.category = p_category)
-   order by m.write_seq desc
-   limit p_limit;
-$$;
+-- (An earlier text of this migration redefined memory_list here as `returns setof public.memories`
+-- with every column of the table named, which could not run again over a table with more columns.
+-- memory_list is the lifecycle migration's now (20261207000000), with named result columns; the
+-- checksum of that earlier text is accepted for databases that applied it: see
+-- PREVIOUS_CHECKSUMS in memory/migrations/index.ts.)
 
 do $$
 declare

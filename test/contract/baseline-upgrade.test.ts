@@ -40,13 +40,16 @@ const AUTH_A = '0a0a0a0a-0000-4000-8000-00000000000a';
 
 /**
  * Rows of every table, in a stable order, as the owner sees them. Generated columns (the search
- * migration's tsvector) are derived from the data, not data: left out.
+ * migration's tsvector) are derived from the data, not data: left out. Null fields are left out
+ * too (jsonb_strip_nulls), so that a column a later migration adds (the lifecycle's consent and
+ * expiry, null on existing rows) leaves the data the same.
  */
 async function data(memory: MemoryStore): Promise<unknown> {
   const rows = await transportOf(memory).query<{ data: unknown }>(`
     select jsonb_build_object(
-      'users', (select jsonb_agg(to_jsonb(u) order by u.id) from public.memory_users u),
-      'memories', (select jsonb_agg(to_jsonb(m) - 'search_tsv' order by m.user_id, m.category, m.key) from public.memories m),
+      'users', (select jsonb_agg(jsonb_strip_nulls(to_jsonb(u)) order by u.id) from public.memory_users u),
+      'memories', (select jsonb_agg(jsonb_strip_nulls(to_jsonb(m) - 'search_tsv') order by m.user_id, m.category, m.key)
+                     from public.memories m),
       'settings', (select jsonb_agg(to_jsonb(s) order by s.user_id, s.tenant_id) from public.memory_settings s),
       'tombstones', (select jsonb_agg(to_jsonb(t) order by t.user_id, t.category, t.key)
                        from public.memory_tombstones t where to_regclass('public.memory_tombstones') is not null),

@@ -278,6 +278,35 @@ describe('embeddings on the embedded database (PGlite with pgvector)', () => {
     }
   });
 
+  it('an expired memory is not a vector match either (its own expiry, or the retention passed as an argument)', async () => {
+    const user = await handle('vector-expiry@example.com');
+    await user.store('PERSONAL', 'dentist_name', 'Doctor Hiroshi Yamaguchi', {
+      expiresAt: new Date(Date.now() + 60_000),
+    });
+    await user.store('FACT', 'gym', 'the gym on Rua Augusta');
+    await memory.embeddingsSettled();
+    const vector = `[${standinEmbedding('dentist Hiroshi Yamaguchi').join(',')}]`;
+    const nearest = (retentionDays: number | null) =>
+      sql<{ key: string }>('select key from public.memory_embeddings_search($1, $2, $3, null, 100, $4)', [
+        user.user.id,
+        'standin-embed',
+        vector,
+        retentionDays,
+      ]);
+    expect((await nearest(null)).map((m) => m.key).sort()).toEqual(['dentist_name', 'gym']);
+    await sql(
+      "update public.memories set expires_at = now() - interval '1 millisecond' where user_id = $1 and key = 'dentist_name'",
+      [user.user.id],
+    );
+    expect((await nearest(null)).map((m) => m.key)).toEqual(['gym']);
+    expect((await user.search('dentist Hiroshi Yamaguchi')).map((m) => m.key)).not.toContain('dentist_name');
+    await sql("update public.memories set updated_at = now() - interval '8 days' where user_id = $1 and key = 'gym'", [
+      user.user.id,
+    ]);
+    expect((await nearest(7)).map((m) => m.key)).toEqual([]);
+    expect((await nearest(9)).map((m) => m.key)).toEqual(['gym']);
+  });
+
   it('falls back to the lexical ranking when the query cannot be embedded', async () => {
     const user = await handle('query-fails@example.com');
     await user.store('FACT', 'bank', 'Caixa Geral de Depositos');

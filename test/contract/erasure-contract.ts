@@ -188,7 +188,11 @@ export function describeErasureContract(getBackend: () => BackendUnderTest): voi
       const live = doc.memories.filter((m) => m.expiresAt === null || Date.parse(m.expiresAt) > now);
       expect(live.map((m) => m.key).sort()).toEqual(['drink', 'home_city']);
       await memory.provision(alice);
-      expect(await memory.forIdentity(alice).storeMany(live)).toBe(2);
+      expect(
+        await memory
+          .forIdentity(alice)
+          .storeMany(live.map((m) => ({ ...m, expiresAt: m.expiresAt === null ? undefined : new Date(m.expiresAt) }))),
+      ).toBe(2);
 
       const back = (await memory.exportUser(alice)).memories;
       expect(back.map((m) => [m.category, m.key, m.value]).sort()).toEqual(

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryError, loadMigrations, migrationStatus, openMemory } from '../../memory/index.js';
-import { migrate } from '../../memory/migrations/index.js';
+import { PREVIOUS_CHECKSUMS, migrate } from '../../memory/migrations/index.js';
 import { transportOf } from '../../memory/store.js';
 import { tempDataDir } from '../support/backends.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
@@ -82,6 +82,36 @@ describe('migrations', () => {
       expect(error).toBeInstanceOf(MemoryError);
       expect((error as MemoryError).code).toBe('MIGRATION_FAILED');
       expect((error as MemoryError).message).toContain('changed after it was applied');
+    } finally {
+      await memory.close();
+    }
+  });
+
+  it('accept a listed earlier text of an edited migration (PREVIOUS_CHECKSUMS) and record the current one; nothing else', async () => {
+    const db = await freshPostgres();
+    const memory = await openMemory({ env: {}, databaseUrl: db.url, migrate: false, journal: false });
+    try {
+      const t = transportOf(memory);
+      await memory.migrate();
+      const search = loadMigrations().find((m) => m.version === '20261206000000')!;
+      const [previous] = PREVIOUS_CHECKSUMS[search.version]!;
+      expect(previous).toMatch(/^[0-9a-f]{64}$/);
+      expect(previous).not.toBe(search.checksum);
+      // A database that applied the earlier text of the search migration.
+      await t.query('update public.memory_schema_migrations set checksum = $2 where version = $1', [
+        search.version,
+        previous,
+      ]);
+      expect((await memory.migrate()).applied).toEqual([]);
+      expect(
+        await t.query('select checksum from public.memory_schema_migrations where version = $1', [search.version]),
+      ).toEqual([{ checksum: search.checksum }]);
+      // Any other recorded checksum is still an edit.
+      await t.query("update public.memory_schema_migrations set checksum = 'something else' where version = $1", [
+        search.version,
+      ]);
+      const error = await memory.migrate().catch((e: unknown) => e);
+      expect((error as MemoryError).code).toBe('MIGRATION_FAILED');
     } finally {
       await memory.close();
     }

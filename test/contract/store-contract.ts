@@ -10,6 +10,7 @@ import {
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
 import { describeErasureContract } from './erasure-contract.js';
+import { describeLifecycleContract } from './lifecycle-contract.js';
 import { describeSearchContract } from './search-contract.js';
 import { describeSettingsContract } from './settings-contract.js';
 
@@ -59,6 +60,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
     describeSettingsContract(() => backend);
     describeSearchContract(() => backend);
     describeErasureContract(() => backend);
+    describeLifecycleContract(() => backend);
 
     it('keeps alice and bob apart (the original two-user check)', async () => {
       const alice = memory.forUser((await memory.startSession('alice@example.com')).user);

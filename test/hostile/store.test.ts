@@ -172,8 +172,9 @@ describe('hostile input to the store API', () => {
       const user = store.forUser((await store.startSession('shape@example.com')).user);
       await user.store('FACT', 'k', 'v');
       // A schema from another version: memory_retrieve now answers a number.
-      await transportOf(store).exec(`drop function public.memory_retrieve(uuid, text, text);
-        create function public.memory_retrieve(p_user_id uuid, p_category text, p_key text) returns integer language sql as 'select 42'`);
+      await transportOf(store).exec(`drop function public.memory_retrieve(uuid, text, text, integer, boolean);
+        create function public.memory_retrieve(p_user_id uuid, p_category text, p_key text, p_retention_days integer, p_touch boolean)
+          returns integer language sql as 'select 42'`);
       await expect(user.retrieve('FACT', 'k')).rejects.toMatchObject({ code: 'INVALID_RESPONSE' });
       // A start-session function that hands back somebody else is refused, whatever it returns.
       await transportOf(store).exec(

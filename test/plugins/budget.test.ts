@@ -98,9 +98,11 @@ describe('memory within a latency budget (real PostgreSQL behind a slow or stopp
     expect(late.memoryBlock).toContain('- PREFERENCE "favorite_color": "blue"');
     expect(Object.keys(late.tools).sort()).toEqual([
       'forget',
+      'forget_me',
       'list_memories',
       'recall',
       'remember',
+      'remember_me',
       'search_memories',
     ]);
     // The late tools are alice's: they read her memory (the database is quick again).

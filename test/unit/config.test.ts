@@ -10,6 +10,7 @@ describe('loadMemoryConfig', () => {
       maxValueBytes: 16384,
       tenant: 'default',
       supabase: undefined,
+      lifecycle: { consentDefault: 'granted', retentionDays: null, maxPerUser: null, purgeIntervalMs: 3_600_000 },
     });
     expect(loadMemoryConfig({ DATABASE_URL: '', MEMORY_DATA_DIR: '' }).databaseUrl).toBeUndefined();
   });
@@ -20,6 +21,10 @@ describe('loadMemoryConfig', () => {
       MEMORY_DATA_DIR: '/var/lib/memory',
       MEMORY_UUID_NAMESPACE: '3F2A1C9E-8D4B-4E6F-9A7C-1B2D3E4F5A6B',
       MEMORY_MAX_VALUE_BYTES: '4096',
+      MEMORY_CONSENT_DEFAULT: 'ask',
+      MEMORY_RETENTION_DAYS: '90',
+      MEMORY_MAX_PER_USER: '500',
+      MEMORY_PURGE_INTERVAL_MS: '0',
     });
     expect(config).toEqual({
       databaseUrl: 'postgresql://u:p@db:5432/app',
@@ -28,6 +33,7 @@ describe('loadMemoryConfig', () => {
       maxValueBytes: 4096,
       tenant: 'default',
       supabase: undefined,
+      lifecycle: { consentDefault: 'ask', retentionDays: 90, maxPerUser: 500, purgeIntervalMs: 0 },
     });
   });
 
@@ -40,6 +46,13 @@ describe('loadMemoryConfig', () => {
       ['MEMORY_TENANT', 'has space'],
       ['SUPABASE_URL', 'not a url'],
       ['SUPABASE_SERVICE_ROLE_KEY', 'only-the-key-without-the-url'],
+      ['MEMORY_CONSENT_DEFAULT', 'yes'],
+      ['MEMORY_RETENTION_DAYS', '0'],
+      ['MEMORY_RETENTION_DAYS', '1.5'],
+      ['MEMORY_RETENTION_DAYS', 'forever'],
+      ['MEMORY_MAX_PER_USER', '-1'],
+      ['MEMORY_MAX_PER_USER', 'lots'],
+      ['MEMORY_PURGE_INTERVAL_MS', '-5'],
     ] as const) {
       let error: unknown;
       try {

@@ -17,13 +17,13 @@ import { EXIT } from './exit-codes.js';
 const MAX_IMPORT_BYTES = 512 * 1024 * 1024;
 
 export interface ImportPlan {
-  entries: Array<{ category: string; key: string; value: string }>;
+  entries: Array<{ category: string; key: string; value: string; expiresAt?: Date }>;
   /** The identity the export document was made for (absent: a plain array). */
   documentIdentity?: string;
   /** Memories of the document that had expired already: not imported. */
   expired: number;
   /** Parts of a document import does not restore, with how many. */
-  notRestored: { settings: number; pendingJournal: number; expiryKept: number };
+  notRestored: { settings: number; pendingJournal: number };
 }
 
 /**
@@ -61,7 +61,7 @@ export function readImportFile(file: string): ImportPlan {
       }
       return { category: e.category, key: e.key, value: e.value };
     });
-    return { entries, expired: 0, notRestored: { settings: 0, pendingJournal: 0, expiryKept: 0 } };
+    return { entries, expired: 0, notRestored: { settings: 0, pendingJournal: 0 } };
   }
   if (typeof parsed !== 'object' || parsed === null || !('format' in parsed)) {
     throw new MemoryError(
@@ -73,13 +73,18 @@ export function readImportFile(file: string): ImportPlan {
   const now = Date.now();
   const live = doc.memories.filter((m) => m.expiresAt === null || Date.parse(m.expiresAt) > now);
   return {
-    entries: live.map((m) => ({ category: m.category, key: m.key, value: m.value })),
+    // A memory keeps its own expiry (expired ones were skipped above).
+    entries: live.map((m) => ({
+      category: m.category,
+      key: m.key,
+      value: m.value,
+      ...(m.expiresAt === null ? {} : { expiresAt: new Date(m.expiresAt) }),
+    })),
     documentIdentity: doc.identity,
     expired: doc.memories.length - live.length,
     notRestored: {
       settings: doc.settings.length,
       pendingJournal: doc.pendingJournal.length,
-      expiryKept: live.filter((m) => m.expiresAt !== null).length,
     },
   };
 }
@@ -163,7 +168,7 @@ function erasureLines(report: ErasureReport): string[] {
   return lines;
 }
 
-export function registerLifecycleCommands(program: Command, io: CliIo, outcome: Outcome): void {
+export function registerExportCommands(program: Command, io: CliIo, outcome: Outcome): void {
   program
     .command('export')
     .description(
