@@ -2,6 +2,7 @@ import { MAX_LIST_LIMIT, DEFAULTS } from './defaults.js';
 import { checkCategory, checkKey, checkLimit, checkQuery, checkValue } from './labels.js';
 import { clockTime } from './journal/clock.js';
 import { checkExpiresAt } from './lifecycle.js';
+import type { MemoryConsent } from './config.js';
 import { livePending, mergePending, mergePendingSearch, newestPending, resolvePending, toMemory } from './overlay.js';
 import { MemoryError } from './errors.js';
 import { rpc, type MemoryRow } from './rpc.js';
@@ -142,6 +143,16 @@ export class UserMemory {
       ...(applied ? expiry : {}),
       ...(evicted && evicted.length > 0 ? { evicted } : {}),
     };
+  }
+
+  /**
+   * This caller's memory consent as it applies now (the recorded state, else the deployment's
+   * MEMORY_CONSENT_DEFAULT), read from the database: a denial made in another session or with
+   * `lk-memory consent` counts. One round trip.
+   */
+  async consent(): Promise<MemoryConsent> {
+    const profile = await rpc(liveTransport(this.#state), 'memory_profile', { p_user_id: this.user.id });
+    return profile.user?.memory_consent ?? this.#state.lifecycle.consentDefault;
   }
 
   /**

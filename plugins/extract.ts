@@ -19,7 +19,7 @@
  */
 import { llm } from '@livekit/agents';
 import { z } from 'zod';
-import { MemoryError, checkCategory, checkKey, type UserMemory } from '../memory/index.js';
+import { MemoryError, checkCategory, checkKey, isMemoryError, type UserMemory } from '../memory/index.js';
 import type { PiiSettings } from '../memory/pii.js';
 import { MEMORY_BLOCK_CLOSE, MEMORY_BLOCK_OPEN } from './memory-block.js';
 import { RECALL_BLOCK_CLOSE, RECALL_BLOCK_OPEN } from './recall.js';
@@ -65,7 +65,7 @@ export interface ExtractionReport {
    * the caller said nothing; `timeout`: the deadline passed (facts written before it stay);
    * `failed`: the model failed or answered something unusable (nothing was written).
    */
-  status: 'stored' | 'nothing' | 'no-turns' | 'timeout' | 'failed';
+  status: 'stored' | 'nothing' | 'no-turns' | 'no-consent' | 'timeout' | 'failed';
   turns: number;
   /** Facts the model proposed that passed validation (at most maxFacts). */
   facts: number;
@@ -279,6 +279,16 @@ export async function extractAndStore(options: ExtractAndStoreOptions): Promise<
     return report;
   };
   if (options.turns.length === 0) return done('no-turns');
+  // A caller who is not remembered (denied, or not yet agreed under MEMORY_CONSENT_DEFAULT=ask,
+  // possibly since forget_me during this very call) has their words sent nowhere: checked in the
+  // database before the model is asked. Unknown (the database is unreachable) counts as not given.
+  try {
+    if ((await options.handle.consent()) !== 'granted') return done('no-consent');
+  } catch (error) {
+    report.failed += 1;
+    report.errors.push(isMemoryError(error) ? error.code : 'CONSENT_UNKNOWN');
+    return done('failed');
+  }
 
   const deadline = started + timeoutMs;
   const left = () => deadline - performance.now();

@@ -27,6 +27,7 @@ import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.
 
 const ALICE = 'alice-extract@example.com';
 const BOB = 'bob-extract@example.com';
+const CAROL = 'carol-extract@example.com';
 const BLOCK_SIZE = 5;
 const SAID = [
   'who is my dentist again?',
@@ -225,5 +226,20 @@ describe('after-call extraction in a real call (MEMORY_EXTRACT=on)', () => {
       { category: 'PREFERENCE', key: 'favorite_color', value: 'teal' },
     ]);
     expect(withoutAgentsPii(stack.workerLog)).not.toContain('black coffee');
+  });
+
+  it('none when the caller denied consent: the model is not even asked', async () => {
+    await direct.setConsent(CAROL, 'denied');
+    const carol = await stack.join(CAROL);
+    await carol.waitForGreeting();
+    expect(await carol.say('my favourite drink is rooibos')).toBe('OK.');
+    expect(await carol.say('my dog is a poodle named Bijou')).toBe('OK.');
+    await carol.leave();
+
+    const done = await logLine(CAROL, 'memory extracted after the call');
+    expect(done).toMatchObject({ status: 'no-consent', stored: 0 });
+    const carolId = identityToUserId(CAROL);
+    expect(stack.model.chatRequests().filter((r) => isExtractionRequest(r) && userOf(r) === carolId)).toEqual([]);
+    expect(await rowsOf(CAROL)).toEqual([]);
   });
 });
