@@ -138,7 +138,15 @@ describe('Database slower than the budget: the session starts on time without me
     expect(block).toContain('- PREFERENCE "favorite_color": "blue"');
     expect(system).toContain('has just loaded');
     expect(system).not.toContain('still loading');
-    expect(toolNames(later[0]!).sort()).toEqual(['forget', 'list_memories', 'recall', 'remember', 'search_memories']);
+    expect(toolNames(later[0]!).sort()).toEqual([
+      'forget',
+      'forget_me',
+      'list_memories',
+      'recall',
+      'remember',
+      'remember_me',
+      'search_memories',
+    ]);
     // Greeted once: no second greeting after the memory arrived.
     expect(alice.agentReplies.filter((text) => text === GENERIC_HELLO || text === 'Welcome back!')).toEqual([
       GENERIC_HELLO,
