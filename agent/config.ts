@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { z } from 'zod';
 import { MemoryError, PII_POLICIES, piiSettingsFromEnv, type PiiSettings } from '../memory/index.js';
 import {
@@ -25,6 +26,7 @@ const AgentEnvSchema = z.object({
   AGENT_MODE: optional(z.enum(['auto', 'text', 'voice'])),
   AGENT_INSTRUCTIONS: optional(z.string()),
   AGENT_MAX_JOBS: optional(z.coerce.number().int().min(1).max(10_000)),
+  AGENT_IDLE_PROCESSES: optional(z.coerce.number().int().min(0).max(64)),
   MEMORY: optional(z.enum(['on', 'off'])),
   MEMORY_IDENTITY_SOURCE: optional(z.enum(['identity', 'sip-caller'])),
   MEMORY_CATEGORIES: optional(
@@ -102,7 +104,15 @@ export class AgentConfigError extends Error {
 }
 
 export interface WorkerConfig {
-  livekit: { url: string; apiKey: string; apiSecret: string; agentName: string; maxJobs: number };
+  livekit: {
+    url: string;
+    apiKey: string;
+    apiSecret: string;
+    agentName: string;
+    maxJobs: number;
+    /** Job processes kept started and initialized, waiting for a job (AGENT_IDLE_PROCESSES). */
+    idleProcesses: number;
+  };
   llm: { apiKey: string; baseURL: string | undefined; model: string };
   /** Set when the session runs with voice; undefined for text-only. */
   speech: VoiceConfig | undefined;
@@ -183,6 +193,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
       apiSecret: v.LIVEKIT_API_SECRET ?? 'secret',
       agentName: v.LIVEKIT_AGENT_NAME ?? DEFAULT_AGENT_NAME,
       maxJobs: v.AGENT_MAX_JOBS ?? 20,
+      idleProcesses: v.AGENT_IDLE_PROCESSES ?? defaultIdleProcesses(),
     },
     llm: { apiKey: v.OPENAI_API_KEY ?? 'not-needed', baseURL: v.OPENAI_BASE_URL, model: v.LLM_MODEL ?? 'gpt-4.1-mini' },
     speech: voice
@@ -218,4 +229,13 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     },
     health: { port: v.AGENT_HEALTH_PORT ?? 0 },
   };
+}
+
+/**
+ * Agents JS keeps no job process warm unless it runs in production mode (`numIdleProcesses` is 0
+ * otherwise): each job then starts a process and imports @livekit/agents first, 2 to 7 s on a
+ * 2-core machine before the greeting can start. Agents' production default, one per core up to 4.
+ */
+export function defaultIdleProcesses(): number {
+  return Math.min(os.availableParallelism(), 4);
 }

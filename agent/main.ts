@@ -203,6 +203,8 @@ export async function runWorker(options: RunWorkerOptions = {}): Promise<Running
       // available" and no agent. A text or voice session is mostly waiting on the network anyway.
       loadFunc: (worker) => Promise.resolve(worker.activeJobs.length / config.livekit.maxJobs),
       loadThreshold: 1,
+      // Warm job processes: without them every job waits for a process to start (config.ts).
+      numIdleProcesses: config.livekit.idleProcesses,
       // The AgentServer's own HTTP server (/ and /worker); /health probes it for the connection state.
       host: '127.0.0.1',
       port: agentHttpPort,

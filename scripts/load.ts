@@ -120,6 +120,12 @@ export interface LoadOptions {
   sampleMs?: number;
   /** Write each started worker's log here (worker-<n>.log) at the end. */
   logDir?: string;
+  /** The workers' MEMORY setting (default on); off measures the same calls without memory. */
+  memory?: 'on' | 'off';
+  /** Seconds each session stays in its call after its turns, as a real call would (default 0). */
+  holdSec?: number;
+  /** The workers' AGENT_IDLE_PROCESSES (default: the worker's own default). */
+  idleProcesses?: number;
 }
 
 interface PlannedSession {
@@ -147,7 +153,16 @@ export interface LoadResult {
   workers: number;
   stack: 'started' | 'external';
   agentMode: 'text' | 'voice';
-  options: { sessions: number; concurrency: number; voiceShare: number; returningShare: number; seed: number };
+  options: {
+    sessions: number;
+    concurrency: number;
+    voiceShare: number;
+    returningShare: number;
+    seed: number;
+    memory: 'on' | 'off';
+    holdSec: number;
+    idleProcesses: number | null;
+  };
   durationSec: number;
   sessions: {
     planned: number;
@@ -339,6 +354,38 @@ function readProc(pid: number): { ticks: number; rssKb: number } | undefined {
 }
 
 /** Samples the process trees of the worker main processes (the job processes are their descendants). */
+/** The CPU ticks of a worker and all its descendants. */
+function treeTicks(root: number): number {
+  const children = childrenMap();
+  let total = 0;
+  const walk = (pid: number) => {
+    total += readProc(pid)?.ticks ?? 0;
+    for (const child of children.get(pid) ?? []) walk(child);
+  };
+  walk(root);
+  return total;
+}
+
+/**
+ * Wait until the workers' process trees use under a tenth of a core for two seconds in a row (their
+ * idle job processes started and initialized). False when that did not happen within `timeoutMs`.
+ */
+async function waitForQuietWorkers(pids: number[], timeoutMs: number): Promise<boolean> {
+  if (pids.length === 0 || !fs.existsSync('/proc/self/stat')) return true;
+  const hz = clockTicks();
+  const deadline = Date.now() + timeoutMs;
+  let quiet = 0;
+  let before = pids.reduce((sum, pid) => sum + treeTicks(pid), 0);
+  while (Date.now() < deadline) {
+    await sleep(1000);
+    const after = pids.reduce((sum, pid) => sum + treeTicks(pid), 0);
+    quiet = (after - before) / hz < 0.1 ? quiet + 1 : 0;
+    if (quiet >= 2) return true;
+    before = after;
+  }
+  return false;
+}
+
 class ProcessSampler {
   readonly #tracks = new Map<number, ProcessTrack>();
   readonly #hz = clockTicks();
@@ -447,6 +494,8 @@ interface SessionEnv {
   agentName(worker: number): string;
   /** Strict content checks (the scripted model is ours): a wrong reply fails the session. */
   strict: boolean;
+  /** How long a session stays in its call after its turns. */
+  holdMs: number;
   /** The workers run in voice mode: text sessions type into a voice call. */
   voiceStack: boolean;
   outDir: string;
@@ -497,6 +546,7 @@ async function runSession(plan: PlannedSession, env: SessionEnv): Promise<Sessio
         stored();
         await turn('What is my favourite colour?', plan.colour);
         await turn('How are you today?');
+        await sleep(env.holdMs);
       } finally {
         outcome.texts.push(...p.agentReplies);
         await p.leave().catch(() => {});
@@ -559,6 +609,7 @@ async function runSession(plan: PlannedSession, env: SessionEnv): Promise<Sessio
           );
           if (kind === 'remember') stored();
         }
+        await sleep(env.holdMs);
       } finally {
         await caller.leave().catch(() => {});
         outcome.texts.push(...texts);
@@ -634,15 +685,18 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         nodes: options.nodes,
         workers: options.workers,
         model,
-        workerEnv:
-          agentMode === 'voice'
+        workerEnv: {
+          ...(agentMode === 'voice'
             ? {
                 AGENT_MODE: 'voice',
                 STT_MODEL: 'gpt-4o-mini-transcribe',
                 TTS_MODEL: 'gpt-4o-mini-tts',
                 STT_MODE: 'realtime',
               }
-            : { AGENT_MODE: 'text' },
+            : { AGENT_MODE: 'text' }),
+          MEMORY: options.memory ?? 'on',
+          ...(options.idleProcesses === undefined ? {} : { AGENT_IDLE_PROCESSES: String(options.idleProcesses) }),
+        },
         onProgress: (line) => progress(`  ${line}`),
       });
     }
@@ -653,7 +707,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       apiKey: c ? c.nodes[0]!.server.apiKey : target!.apiKey,
       apiSecret: c ? c.nodes[0]!.server.apiSecret : target!.apiSecret,
       agentName: (worker) => (c ? c.workers[worker]!.agentName : target!.agentName),
-      strict: Boolean(c),
+      // Without memory the replies cannot carry the colour: only errors and cross-user reads count.
+      strict: Boolean(c) && options.memory !== 'off',
+      holdMs: (options.holdSec ?? 0) * 1000,
       voiceStack: agentMode === 'voice',
       outDir,
       stored: new Map(),
@@ -661,6 +717,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       log: progress,
     };
     const workerPids = c ? c.workers.map((w) => w.pid) : (target?.workerPids ?? []);
+    if (c) {
+      // A worker warms its idle job processes one at a time after it registers; a run that starts
+      // before that measures process start-up, not calls.
+      progress('waiting for the workers to warm their job processes...');
+      const settled = await waitForQuietWorkers(workerPids, 90_000);
+      progress(settled ? '  workers idle' : '  workers still busy after 90 s; starting anyway');
+    }
     const sampler = new ProcessSampler(workerPids, options.sampleMs ?? 1000);
     const requestsBefore = model?.requests.length ?? 0;
     const logsBefore = c ? c.workers.map((w) => w.stack.workerLog.length) : [];
@@ -781,6 +844,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         voiceShare: options.voiceShare,
         returningShare: options.returningShare,
         seed: options.seed ?? 1,
+        memory: options.memory ?? 'on',
+        holdSec: options.holdSec ?? 0,
+        idleProcesses: options.idleProcesses ?? null,
       },
       durationSec: Math.round(durationSec * 10) / 10,
       sessions: {
@@ -917,6 +983,12 @@ cross-user read. Progress on stderr; a table on stdout at the end.
                           sessions.completed, errors, crossUserReads, joinToGreetingMs.p50/p95/p99,
                           turnMs, memoryOps, workerProcesses, ...)
   --logs <dir>            write each started worker's log there
+  --memory on|off         the workers' MEMORY (default on); off runs the same calls without memory
+                          (replies are then not checked for the colour; errors and cross-user
+                          reads still are)
+  --hold-sec <n>          seconds each session stays in its call after its turns (default 0)
+  --idle-processes <n>    the workers' AGENT_IDLE_PROCESSES (warm job processes; default: the
+                          worker's own, one per core up to 4)
   -h, --help              this text
 `;
 
@@ -940,6 +1012,9 @@ export async function main(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         json: { type: 'string' },
         logs: { type: 'string' },
+        memory: { type: 'string' },
+        'hold-sec': { type: 'string' },
+        'idle-processes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -965,6 +1040,10 @@ export async function main(argv: string[]): Promise<number> {
     if (!Number.isFinite(n) || n < 0 || n > 1) throw new Error(`--${name} must be a number from 0 to 1, not ${v}`);
     return n;
   };
+  const onOff = (v: string | undefined): 'on' | 'off' => {
+    if (v === undefined || v === 'on' || v === 'off') return v ?? 'on';
+    throw new Error(`--memory must be on or off, not ${v}`);
+  };
   let options: LoadOptions;
   try {
     options = {
@@ -976,6 +1055,10 @@ export async function main(argv: string[]): Promise<number> {
       workers: int(values.workers, 'workers', 2, 1, 16),
       seed: int(values.seed, 'seed', 1, 0, 2 ** 31),
       logDir: values.logs,
+      memory: onOff(values.memory),
+      holdSec: int(values['hold-sec'], 'hold-sec', 0, 0, 3600),
+      idleProcesses:
+        values['idle-processes'] === undefined ? undefined : int(values['idle-processes'], 'idle-processes', 0, 0, 64),
       target: values.url
         ? {
             url: values.url,
