@@ -126,6 +126,8 @@ export interface LoadOptions {
   holdSec?: number;
   /** The workers' AGENT_IDLE_PROCESSES (default: the worker's own default). */
   idleProcesses?: number;
+  /** Spread the first `concurrency` sessions over this many seconds instead of starting them at once. */
+  rampSec?: number;
 }
 
 interface PlannedSession {
@@ -161,6 +163,7 @@ export interface LoadResult {
     seed: number;
     memory: 'on' | 'off';
     holdSec: number;
+    rampSec: number;
     idleProcesses: number | null;
   };
   durationSec: number;
@@ -744,7 +747,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       );
     }, 5_000);
     status.unref();
-    const runner = async () => {
+    const lanes = Math.max(1, Math.min(options.concurrency, plan.length));
+    const runner = async (lane: number) => {
+      await sleep(((options.rampSec ?? 0) * 1000 * lane) / lanes);
       for (;;) {
         const session = plan[next++];
         if (!session) return;
@@ -766,7 +771,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         );
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, plan.length)) }, runner));
+    await Promise.all(Array.from({ length: lanes }, (_, lane) => runner(lane)));
     clearInterval(status);
     const durationSec = (Date.now() - runStarted) / 1000;
     const processes = sampler.stop();
@@ -846,6 +851,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         seed: options.seed ?? 1,
         memory: options.memory ?? 'on',
         holdSec: options.holdSec ?? 0,
+        rampSec: options.rampSec ?? 0,
         idleProcesses: options.idleProcesses ?? null,
       },
       durationSec: Math.round(durationSec * 10) / 10,
@@ -987,6 +993,8 @@ cross-user read. Progress on stderr; a table on stdout at the end.
                           (replies are then not checked for the colour; errors and cross-user
                           reads still are)
   --hold-sec <n>          seconds each session stays in its call after its turns (default 0)
+  --ramp-sec <n>          start the first <concurrency> sessions spread over this many seconds,
+                          as calls arrive, rather than all at once (default 0)
   --idle-processes <n>    the workers' AGENT_IDLE_PROCESSES (warm job processes; default: the
                           worker's own, one per core up to 4)
   -h, --help              this text
@@ -1015,6 +1023,7 @@ export async function main(argv: string[]): Promise<number> {
         memory: { type: 'string' },
         'hold-sec': { type: 'string' },
         'idle-processes': { type: 'string' },
+        'ramp-sec': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -1057,6 +1066,7 @@ export async function main(argv: string[]): Promise<number> {
       logDir: values.logs,
       memory: onOff(values.memory),
       holdSec: int(values['hold-sec'], 'hold-sec', 0, 0, 3600),
+      rampSec: int(values['ramp-sec'], 'ramp-sec', 0, 0, 3600),
       idleProcesses:
         values['idle-processes'] === undefined ? undefined : int(values['idle-processes'], 'idle-processes', 0, 0, 64),
       target: values.url

@@ -45,6 +45,25 @@ describe('npm run token', () => {
   });
 });
 
+describe('npm run load and npm run capacity', () => {
+  it('explain themselves and refuse bad options with exit code 2, naming the option', async () => {
+    const help = await runTs('scripts/capacity.ts', ['--help'], cleanEnv());
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--p95-limit-ms');
+    const falling = await runTs('scripts/capacity.ts', ['--levels', '4,2'], cleanEnv());
+    expect(falling.code).toBe(2);
+    expect(falling.stderr).toContain('--levels must rise');
+    const memory = await runTs('scripts/capacity.ts', ['--memory', 'maybe'], cleanEnv());
+    expect(memory.code).toBe(2);
+    expect(memory.stderr).toContain('--memory must be on or off');
+    const loadHelp = await runTs('scripts/load.ts', ['--help'], cleanEnv());
+    expect(loadHelp.stdout).toContain('--hold-sec');
+    const hold = await runTs('scripts/load.ts', ['--hold-sec=-1'], cleanEnv());
+    expect(hold.code).toBe(2);
+    expect(hold.stderr).toContain('--hold-sec must be an integer');
+  });
+});
+
 describe('npm start', () => {
   it('starts a local livekit-server when none answers at LIVEKIT_URL, registers the worker, and stops both on SIGTERM', async () => {
     const model = new ScriptedOpenAI();

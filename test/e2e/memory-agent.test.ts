@@ -17,7 +17,18 @@ import {
   type RecordedRequest,
 } from '../support/openai-standin.js';
 import { recallColour, rememberColour } from '../support/colour-script.js';
+import { descendants } from '../support/proc.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
+
+/** Poll until `probe` gives a value, or undefined after `timeoutMs`. */
+async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promise<T | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 const ALICE = 'alice@example.com';
 const BOB = 'bob@example.com';
@@ -82,10 +93,22 @@ describe('the memory agent in real LiveKit rooms', () => {
     await releaseLiveKitClients();
   });
 
-  it('1. greets alice as new and stores her colour under her own user id', async () => {
+  it('1. greets alice as new, from a job process the worker had warm before her call, and stores her colour under her own user id', async () => {
+    // Agents JS keeps no process warm outside production mode; the worker asks for some
+    // (AGENT_IDLE_PROCESSES): without them the first call waits seconds for a process to start.
+    const warm = await waitFor(() => {
+      const pids = descendants(stack.worker.pid!);
+      return pids.length > 0 ? pids : undefined;
+    }, 30_000);
+    expect(warm, 'the worker started no job process before the first call').toBeDefined();
     const since = mark();
     const alice = await stack.join(ALICE);
     expect(await alice.waitForGreeting()).toBe('Hello, nice to meet you!');
+    const ready = stack.workerLog
+      .filter((line) => line.includes('memory ready for participant') && line.includes(identityToUserId(ALICE)))
+      .map((line) => (JSON.parse(line) as { pid: number }).pid);
+    expect(ready).toHaveLength(1);
+    expect(warm).toContain(ready[0]);
     const reply = await alice.say('I like the colour blue');
     expect(reply).toContain('Saved PREFERENCE/"favorite_color" = "blue"');
     await alice.leave();

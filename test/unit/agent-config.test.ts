@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { type AgentConfigError, loadWorkerConfig } from '../../agent/config.js';
 
@@ -21,6 +22,7 @@ describe('loadWorkerConfig', () => {
       apiSecret: 'secret',
       agentName: 'memory-agent',
       maxJobs: 20,
+      idleProcesses: Math.min(os.availableParallelism(), 4),
     });
     expect(config.memory.categories).toEqual(['FACT', 'PREFERENCE', 'PERSONAL', 'TASK']);
     expect(config.memory.enabled).toBe(true);
@@ -50,6 +52,15 @@ describe('loadWorkerConfig', () => {
     expect(
       loadWorkerConfig({ OPENAI_BASE_URL: 'http://x/v1', STT_MODEL: 'whisper', TTS_MODEL: 'kokoro' }).speech?.sttModel,
     ).toBe('whisper');
+  });
+
+  it('keeps job processes warm by default (Agents JS keeps none outside production mode); AGENT_IDLE_PROCESSES sets how many', () => {
+    const env = { OPENAI_BASE_URL: 'http://127.0.0.1:11434/v1' };
+    expect(loadWorkerConfig(env).livekit.idleProcesses).toBeGreaterThan(0);
+    expect(loadWorkerConfig({ ...env, AGENT_IDLE_PROCESSES: '0' }).livekit.idleProcesses).toBe(0);
+    expect(loadWorkerConfig({ ...env, AGENT_IDLE_PROCESSES: '6' }).livekit.idleProcesses).toBe(6);
+    expect(errorOf({ ...env, AGENT_IDLE_PROCESSES: '-1' }).message).toContain('AGENT_IDLE_PROCESSES');
+    expect(errorOf({ ...env, AGENT_IDLE_PROCESSES: 'many' }).message).toContain('AGENT_IDLE_PROCESSES');
   });
 
   it('names the variable and what to do when something is wrong', () => {
