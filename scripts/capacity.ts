@@ -56,6 +56,7 @@ under the limit with no error and no cross-user read. Progress on stderr, a tabl
   --voice-share <0-1>    share of voice calls (default 0.25)
   --p95-limit-ms <n>     join-to-greeting p95 limit (default 2000)
   --json <file>          write every level's figures as JSON
+  --logs <dir>           write each level's worker logs to <dir>/level-<n>/
   -h, --help             this text
 `;
 
@@ -107,6 +108,7 @@ export async function main(argv: string[]): Promise<number> {
         'voice-share': { type: 'string' },
         'p95-limit-ms': { type: 'string' },
         json: { type: 'string' },
+        logs: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -174,6 +176,7 @@ export async function main(argv: string[]): Promise<number> {
       String(settings.holdSec),
       '--ramp-sec',
       String(settings.rampSec),
+      ...(values.logs ? ['--logs', path.join(values.logs, `level-${concurrency}`)] : []),
     ]);
     const level = levelOf(concurrency, result, settings.limitMs);
     results.push(level);

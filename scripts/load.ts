@@ -805,7 +805,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         const user = (request.body as { user?: string } | undefined)?.user;
         const own = user ? colourByUser.get(user) : undefined;
         if (!own) unattributed++;
-        const found = foreign(JSON.stringify(request.messages), own);
+        // Without a user (memory off sends none) the request cannot be attributed; it still must
+        // not carry two identities' colours.
+        const named = [...new Set(foreign(JSON.stringify(request.messages), undefined))];
+        const found = own ? foreign(JSON.stringify(request.messages), own) : named.length > 1 ? named : [];
         if (found.length > 0) {
           crossUserReads++;
           crossSamples.push(

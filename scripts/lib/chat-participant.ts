@@ -14,6 +14,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * `lk.chat` and reads the agent's replies from `lk.transcription` streams. A turn is over when the
  * agent is back to `listening` with no reply stream open.
  */
+const isAgent = (p: RemoteParticipant | undefined) => p?.kind === ParticipantKind.AGENT;
+
 export class ChatParticipant {
   readonly transcript: ChatLine[] = [];
   readonly room = new Room();
@@ -31,7 +33,6 @@ export class ChatParticipant {
   }
 
   async #connect(url: string, token: string): Promise<void> {
-    const isAgent = (p: RemoteParticipant | undefined) => p?.kind === ParticipantKind.AGENT;
     this.room.registerTextStreamHandler('lk.transcription', (reader, { identity }) => {
       if (!isAgent(this.room.remoteParticipants.get(identity))) return;
       this.#openStreams += 1;
@@ -46,18 +47,24 @@ export class ChatParticipant {
         },
       );
     });
-    const track = (p: RemoteParticipant) => {
-      if (!isAgent(p)) return;
-      const state = p.attributes['lk.agent.state'];
-      if (state && state !== this.#agentState) {
-        this.#agentState = state;
-        this.#statesSeen.push(state);
-      }
-    };
-    this.room.on(RoomEvent.ParticipantAttributesChanged, (_changed, p) => track(p as RemoteParticipant));
-    this.room.on(RoomEvent.ParticipantConnected, (p) => track(p));
+    this.room.on(RoomEvent.ParticipantAttributesChanged, (_changed, p) => this.#track(p as RemoteParticipant));
+    this.room.on(RoomEvent.ParticipantConnected, (p) => this.#track(p));
     await this.room.connect(url, token, { autoSubscribe: false, dynacast: false });
-    for (const p of this.room.remoteParticipants.values()) track(p);
+    this.#refresh();
+  }
+
+  #track(p: RemoteParticipant): void {
+    if (!isAgent(p)) return;
+    const state = p.attributes['lk.agent.state'];
+    if (state && state !== this.#agentState) {
+      this.#agentState = state;
+      this.#statesSeen.push(state);
+    }
+  }
+
+  /** The agent's state as the room has it now, in case an attributes event was missed. */
+  #refresh(): void {
+    for (const p of this.room.remoteParticipants.values()) this.#track(p);
   }
 
   get agentReplies(): string[] {
@@ -68,6 +75,7 @@ export class ChatParticipant {
     const deadline = Date.now() + timeoutMs;
     while (!condition()) {
       if (this.#errors.length > 0) throw this.#errors[0]!;
+      this.#refresh();
       if (Date.now() > deadline) {
         throw new Error(
           `${this.identity}: timed out after ${timeoutMs} ms waiting for ${what} (agent state ${this.#agentState || 'unknown'}; states seen ${this.#statesSeen.join(' > ')})`,
