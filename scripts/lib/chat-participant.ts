@@ -14,6 +14,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * `lk.chat` and reads the agent's replies from `lk.transcription` streams. A turn is over when the
  * agent is back to `listening` with no reply stream open.
  */
+const QUIET_AFTER_SPEAKING_MS = 2_000;
 const isAgent = (p: RemoteParticipant | undefined) => p?.kind === ParticipantKind.AGENT;
 
 export class ChatParticipant {
@@ -21,6 +22,8 @@ export class ChatParticipant {
   readonly room = new Room();
   #agentState = '';
   #openStreams = 0;
+  /** When the last text stream from the agent ended. */
+  #lastStreamEndedAt = 0;
   #statesSeen: string[] = [];
   #errors: Error[] = [];
 
@@ -40,10 +43,12 @@ export class ChatParticipant {
         (text) => {
           if (text.trim()) this.transcript.push({ from: 'agent', text, at: new Date() });
           this.#openStreams -= 1;
+          this.#lastStreamEndedAt = Date.now();
         },
         (error: Error) => {
           this.#errors.push(error);
           this.#openStreams -= 1;
+          this.#lastStreamEndedAt = Date.now();
         },
       );
     });
@@ -86,7 +91,12 @@ export class ChatParticipant {
   }
 
   #idle(): boolean {
-    return this.#agentState === 'listening' && this.#openStreams === 0;
+    if (this.#openStreams > 0) return false;
+    if (this.#agentState === 'listening') return true;
+    // lk.agent.state updates can arrive out of order under CPU contention: we saw "thinking >
+    // listening > speaking" and then nothing for 60 s, although the agent had finished and set
+    // "listening" last. A "speaking" with no stream open for 2 s is taken as done.
+    return this.#agentState === 'speaking' && Date.now() - this.#lastStreamEndedAt > QUIET_AFTER_SPEAKING_MS;
   }
 
   /** Wait for the agent's first words (a greeting or a notice) and for it to be listening again. */
