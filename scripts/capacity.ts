@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { intOption, parseScriptArgs } from './lib/cli-args.js';
 import { isMain } from './livekit/main.js';
 import type { LoadResult } from './load.js';
 
@@ -93,9 +93,8 @@ function levelOf(concurrency: number, result: LoadResult, limitMs: number): Capa
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const values = parseScriptArgs(
+    {
       args: argv,
       options: {
         nodes: { type: 'string' },
@@ -112,22 +111,11 @@ export async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-    }));
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const int = (v: string | undefined, name: string, def: number, min: number, max: number) => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be an integer from ${min} to ${max}, not ${v}`);
-    return n;
-  };
+    },
+    HELP,
+  );
+  if (typeof values === 'number') return values;
+  const int = intOption;
   let settings;
   try {
     if (values.memory !== undefined && values.memory !== 'on' && values.memory !== 'off')

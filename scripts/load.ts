@@ -21,7 +21,6 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { ParticipantKind } from '@livekit/rtc-node';
 import { identityToUserId } from '../memory/index.js';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
@@ -42,6 +41,7 @@ import { releaseLiveKitClients } from '../test/support/stack.js';
 import { ChatParticipant } from './lib/chat-participant.js';
 import { FRAME_MS, VoiceCaller, measureAudible, now } from './lib/voice-caller.js';
 import { readWavFile } from './lib/wav.js';
+import { intOption, parseScriptArgs } from './lib/cli-args.js';
 import { isMain } from './livekit/main.js';
 import { childrenMap } from '../test/support/proc.js';
 import { seededRandom } from '../test/support/random.js';
@@ -1004,9 +1004,8 @@ cross-user read. Progress on stderr; a table on stdout at the end.
 `;
 
 export async function main(argv: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
+  const values = parseScriptArgs(
+    {
       args: argv,
       options: {
         sessions: { type: 'string' },
@@ -1030,22 +1029,11 @@ export async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-    }));
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const int = (v: string | undefined, name: string, def: number, min: number, max: number) => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name} must be an integer from ${min} to ${max}, not ${v}`);
-    return n;
-  };
+    },
+    HELP,
+  );
+  if (typeof values === 'number') return values;
+  const int = intOption;
   const share = (v: string | undefined, name: string, def: number) => {
     if (v === undefined) return def;
     const n = Number(v);
