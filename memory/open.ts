@@ -37,6 +37,11 @@ export interface OpenMemoryOptions {
   migrate?: boolean;
   /** Connection pool size for PostgreSQL and embedded clients. */
   maxConnections?: number;
+  /**
+   * PostgreSQL and embedded clients: close a connection idle for this long (default 30 s). 0 keeps
+   * idle connections open: a job process waiting for its call keeps the one it warmed.
+   */
+  idleTimeoutMs?: number;
   /** Give up on one database call after this long (default 5 s; then TIMEOUT, and writes go to the journal). */
   timeoutMs?: number;
   /** Environment to read defaults from (default process.env). */
@@ -122,6 +127,7 @@ async function openTransport(
     return createPostgresTransport({
       connectionString: databaseUrl,
       maxConnections: options.maxConnections,
+      idleTimeoutMs: options.idleTimeoutMs,
       queryTimeoutMs: options.timeoutMs,
       connectTimeoutMs: options.timeoutMs,
     });
@@ -132,6 +138,7 @@ async function openTransport(
     serve: options.serve,
     waitMs: options.embeddedWaitMs,
     maxConnections: options.maxConnections,
+    idleTimeoutMs: options.idleTimeoutMs,
   });
 }
 

@@ -11,6 +11,8 @@ export const JOB_PROCESS_MEMORY_OPTIONS: Readonly<OpenMemoryOptions> = {
   migrate: false,
   maxConnections: 2,
   embeddedWaitMs: 3000,
+  // A warm job process may wait minutes for its call: it keeps the connection prewarm opened.
+  idleTimeoutMs: 0,
 };
 
 // One store per job process (agents-js's JobProcess), shared by the jobs that process runs.
@@ -41,7 +43,11 @@ export function processMemoryStore(proc: object, options: OpenMemoryOptions = {}
  */
 export async function prewarmMemory(proc: object, options: OpenMemoryOptions = {}): Promise<void> {
   try {
-    await processMemoryStore(proc, options);
+    const store = await processMemoryStore(proc, options);
+    // Connect now (one cheap round trip): the pool is lazy, and connecting (through a pooler, with
+    // authentication) was about 150 to 200 ms of the first greeting. A database that is down here
+    // is not an error: the session's own calls try again.
+    await store.health();
   } catch (error) {
     agentsLogger().error(
       { error: (error as Error).message },

@@ -34,6 +34,8 @@ export interface EmbeddedOptions {
   /** How long a client or `auto` waits for a busy folder's owner (default 10 s). */
   waitMs?: number;
   maxConnections?: number;
+  /** Clients: close a connection idle for this long (default 30 s; 0: keep). */
+  idleTimeoutMs?: number;
 }
 
 const SOCKET_PORT = 5432;
@@ -73,6 +75,7 @@ async function connectToOwner(
     kind: 'embedded-socket',
     location: `embedded ${options.dataDir} (via the socket of pid ${info.pid})`,
     maxConnections: options.maxConnections ?? 4,
+    idleTimeoutMs: options.idleTimeoutMs,
     // The owner's socket server relays each client's messages to PGlite; unnamed statements only,
     // as before (named ones were not measured there).
     preparedStatements: false,

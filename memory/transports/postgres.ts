@@ -16,6 +16,8 @@ export interface PostgresTransportOptions {
   connectTimeoutMs?: number;
   /** Give up on a statement after this long (client side; default 5 s): memory must not make a call late. */
   queryTimeoutMs?: number;
+  /** Close a connection idle for this long (default 30 s); 0 keeps idle connections open. */
+  idleTimeoutMs?: number;
   kind?: TransportKind;
   location?: string;
   /**
@@ -104,7 +106,7 @@ export function createPostgresTransport(options: PostgresTransportOptions): Post
     max: options.maxConnections ?? DEFAULTS.maxConnections,
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULTS.timeoutMs,
     query_timeout: options.queryTimeoutMs ?? DEFAULTS.timeoutMs,
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: options.idleTimeoutMs ?? 30_000,
     // Let a worker exit without waiting for idle connections.
     allowExitOnIdle: true,
     ...options.config,
