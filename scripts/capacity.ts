@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { intOption, parseScriptArgs } from './lib/cli-args.js';
-import { isMain } from './livekit/main.js';
+import { runMain } from './livekit/main.js';
 import type { LoadResult } from './load.js';
 
 const LOAD_SCRIPT = fileURLToPath(new URL(`./load${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
@@ -191,12 +191,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`${String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(import.meta.url, main);

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from '../test/support/cluster.js';
 import { releaseLiveKitClients } from '../test/support/stack.js';
 import { redactUrl } from '../memory/redact.js';
-import { isMain } from './livekit/main.js';
+import { runMain } from './livekit/main.js';
 import { createJoinToken } from './lib/token.js';
 
 const HELP = `Usage: npm run cluster [-- --nodes <n>] [-- --workers <n>] [-- --database-url <url>] [-- --redis <host:port>]
@@ -134,12 +134,4 @@ class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`${String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(import.meta.url, main);

@@ -42,8 +42,8 @@ import { ChatParticipant } from './lib/chat-participant.js';
 import { FRAME_MS, VoiceCaller, measureAudible, now } from './lib/voice-caller.js';
 import { readWavFile } from './lib/wav.js';
 import { intOption, parseScriptArgs } from './lib/cli-args.js';
-import { isMain } from './livekit/main.js';
-import { childrenMap } from '../test/support/proc.js';
+import { runMain } from './livekit/main.js';
+import { childrenMap, descendants } from '../test/support/proc.js';
 import { seededRandom } from '../test/support/random.js';
 
 const FIXTURES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../test/fixtures/audio');
@@ -357,16 +357,12 @@ function readProc(pid: number): { ticks: number; rssKb: number } | undefined {
 }
 
 /** Samples the process trees of the worker main processes (the job processes are their descendants). */
-/** The CPU ticks of a worker and all its descendants. */
-function treeTicks(root: number): number {
+/** The CPU ticks of these worker processes and all their descendants. */
+function treeTicks(roots: number[]): number {
   const children = childrenMap();
-  let total = 0;
-  const walk = (pid: number) => {
-    total += readProc(pid)?.ticks ?? 0;
-    for (const child of children.get(pid) ?? []) walk(child);
-  };
-  walk(root);
-  return total;
+  return roots
+    .flatMap((root) => [root, ...descendants(root, children)])
+    .reduce((sum, pid) => sum + (readProc(pid)?.ticks ?? 0), 0);
 }
 
 /**
@@ -378,10 +374,10 @@ async function waitForQuietWorkers(pids: number[], timeoutMs: number): Promise<b
   const hz = clockTicks();
   const deadline = Date.now() + timeoutMs;
   let quiet = 0;
-  let before = pids.reduce((sum, pid) => sum + treeTicks(pid), 0);
+  let before = treeTicks(pids);
   while (Date.now() < deadline) {
     await sleep(1000);
-    const after = pids.reduce((sum, pid) => sum + treeTicks(pid), 0);
+    const after = treeTicks(pids);
     quiet = (after - before) / hz < 0.1 ? quiet + 1 : 0;
     if (quiet >= 2) return true;
     before = after;
@@ -1092,12 +1088,4 @@ export async function main(argv: string[]): Promise<number> {
   return result.errors === 0 && result.crossUserReads === 0 ? 0 : 1;
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error: unknown) => {
-      process.stderr.write(`${String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runMain(import.meta.url, main);
