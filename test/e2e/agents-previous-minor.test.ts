@@ -6,11 +6,11 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId } from '../../memory/index.js';
-import { cleanEnv } from '../support/processes.js';
+import { npm, packThisPackage } from '../support/npm.js';
+import { ROOT, cleanEnv } from '../support/processes.js';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.js';
 
 const run = promisify(execFile);
-const ROOT = path.resolve(import.meta.dirname, '../..');
 /** The previous minor of @livekit/agents: the peer range (^1.8.0) says it works, so it is tested. */
 const PREVIOUS_AGENTS = '~1.8.1';
 
@@ -45,11 +45,7 @@ describe('with the previous minor of @livekit/agents', () => {
   beforeAll(async () => {
     db = await createTestDatabase('agents18');
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-agents18-'));
-    const npm = async (args: string[], cwd: string) =>
-      (await run('npm', args, { cwd, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 })).stdout;
-    const packed = JSON.parse(await npm(['pack', '--json', '--pack-destination', work], ROOT)) as {
-      filename: string;
-    }[];
+    const tarball = await packThisPackage(work);
     const app = path.join(work, 'app');
     fs.mkdirSync(app);
     const ours = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
@@ -66,7 +62,7 @@ describe('with the previous minor of @livekit/agents', () => {
           '@livekit/rtc-node': ours.peerDependencies['@livekit/rtc-node'],
           zod: ours.peerDependencies.zod,
           pg: ours.peerDependencies.pg,
-          'livekit-user-memory': `file:${path.join(work, packed[0]!.filename)}`,
+          'livekit-user-memory': `file:${tarball}`,
         },
       }),
     );

@@ -1,10 +1,8 @@
 import '../support/quiet-rtc.js';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityToUserId } from '../../memory/index.js';
 import { MEMORY_TOOL_NAMES } from '../../plugins/index.js';
@@ -21,10 +19,9 @@ import {
   type RecordedRequest,
 } from '../support/openai-standin.js';
 import { recallColour, rememberColour } from '../support/colour-script.js';
-import { ROOT, cleanEnv } from '../support/processes.js';
+import { ROOT } from '../support/processes.js';
+import { npm, packThisPackage } from '../support/npm.js';
 import { releaseLiveKitClients, startStack, type Stack } from '../support/stack.js';
-
-const run = promisify(execFile);
 
 /**
  * The package as a consumer gets it: `npm pack` of this repository, installed from the tarball into
@@ -60,11 +57,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function npm(args: string[], cwd: string): Promise<string> {
-  const { stdout } = await run('npm', args, { cwd, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 });
-  return stdout;
-}
-
 function requestsFor(stack: Stack, identity: string, since: number): RecordedRequest[] {
   return stack.model
     .chatRequests()
@@ -80,10 +72,7 @@ describe('the example project, installed from the packed package', () => {
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'lkm-example-'));
     // prepack builds dist/ first, as on a fresh clone.
-    const packed = JSON.parse(await npm(['pack', '--json', '--pack-destination', work], ROOT)) as {
-      filename: string;
-    }[];
-    const tarball = path.join(work, packed[0]!.filename);
+    const tarball = await packThisPackage(work);
     app = path.join(work, 'app');
     fs.cpSync(EXAMPLE, app, {
       recursive: true,
