@@ -24,6 +24,11 @@ export const DEFAULTS = {
   timeoutMs: 5_000,
   /** PostgreSQL pool size per process: a voice session rarely has two queries in flight. */
   maxConnections: 10,
+  /**
+   * Group commit (memory/combiner.ts): at most this many store calls (and as many read calls) in
+   * flight per process; what arrives meanwhile goes together in the next call, up to maxBatch.
+   */
+  groupCommit: { inFlight: 2, maxBatch: 64 },
   /** An embedded client waits this long for the folder's owner to serve it. */
   embeddedWaitMs: 10_000,
   /** Supabase RPCs: PostgREST adds a hop, so a little more room. */

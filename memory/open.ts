@@ -12,6 +12,7 @@ import { Journal, journalDir } from './journal/journal.js';
 import { SecretCipher } from './settings/cipher.js';
 import { checkTenant } from './settings/schema.js';
 import { MemoryStore } from './store.js';
+import { checkGroupCommit, type GroupCommit } from './combiner.js';
 import { rpc } from './rpc.js';
 import { importOptional } from './optional-dependency.js';
 import type { EmbeddingOptions } from './embeddings/client.js';
@@ -42,6 +43,13 @@ export interface OpenMemoryOptions {
    * idle connections open: a job process waiting for its call keeps the one it warmed.
    */
   idleTimeoutMs?: number;
+  /**
+   * Group commit of stores: at most `inFlight` store calls in flight per process (default 2);
+   * stores that arrive meanwhile go together in the next call (one transaction, one WAL flush),
+   * up to `maxBatch` (default 64). Each store is still acknowledged only once committed. false:
+   * every store is its own call.
+   */
+  groupCommit?: Partial<GroupCommit> | false;
   /** Give up on one database call after this long (default 5 s; then TIMEOUT, and writes go to the journal). */
   timeoutMs?: number;
   /** Environment to read defaults from (default process.env). */
@@ -170,6 +178,8 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
       'MEMORY_EMBEDDING_MODEL is set but OPENAI_API_KEY is not: set the key, or OPENAI_BASE_URL for another OpenAI-compatible server, or unset MEMORY_EMBEDDING_MODEL',
     );
   }
+  const groupCommit =
+    options.groupCommit === false ? false : checkGroupCommit({ ...DEFAULTS.groupCommit, ...options.groupCommit });
   const transport = await openTransport(options, supabase, databaseUrl, options.dataDir ?? config.dataDir);
   let embeddings: Embedder | undefined;
   try {
@@ -202,6 +212,7 @@ export async function openMemory(options: OpenMemoryOptions = {}): Promise<Memor
     journal,
     embeddings,
     lifecycle,
+    groupCommit,
   });
   if ((options.migrate ?? true) && transport.kind !== 'embedded-socket') {
     try {

@@ -58,6 +58,15 @@ const AuditJson = z.object({
 
 const EncryptedSecretsJson = z.record(z.string(), z.unknown());
 
+const StoreAnswerJson = z.object({
+  applied: z.boolean(),
+  clock: z.string(),
+  updated_at: time.nullish(),
+  current_clock: z.string().nullish(),
+  expires_at: time.nullish(),
+  evicted: z.array(z.object({ category: z.string(), key: z.string() })).nullish(),
+});
+
 /** Function name -> arguments, result schema, and whether it returns one value or a set of rows. */
 export const RPC = {
   memory_start_session: {
@@ -73,18 +82,10 @@ export const RPC = {
     }),
   },
   memory_provision: { shape: 'value', result: UserJson },
-  memory_store: {
-    shape: 'value',
-    result: z.object({
-      applied: z.boolean(),
-      clock: z.string(),
-      updated_at: time.nullish(),
-      current_clock: z.string().nullish(),
-      expires_at: time.nullish(),
-      evicted: z.array(z.object({ category: z.string(), key: z.string() })).nullish(),
-    }),
-  },
+  memory_store: { shape: 'value', result: StoreAnswerJson },
   memory_retrieve: { shape: 'value', result: z.string().nullable() },
+  memory_store_batch: { shape: 'value', result: z.array(StoreAnswerJson) },
+  memory_retrieve_batch: { shape: 'value', result: z.array(z.string().nullable()) },
   memory_get: {
     shape: 'value',
     result: z.object({ value: z.string().nullable(), clock: z.string().nullable(), deleted: z.string().nullable() }),
@@ -238,6 +239,15 @@ export interface RpcArgs {
     p_max_per_user: number | null;
     p_retention_days: Days;
   };
+  /** p_items: [{user_id, category, key, value, expires_at}], online stores (memory/group-commit.ts). */
+  memory_store_batch: {
+    p_items: JsonArg;
+    p_consent: MemoryConsent;
+    p_max_per_user: number | null;
+    p_retention_days: Days;
+  };
+  /** p_items: [{user_id, category, key}], plain reads (memory/group-commit.ts). */
+  memory_retrieve_batch: { p_items: JsonArg; p_retention_days: Days; p_touch: boolean };
   /** p_touch: the read counts as a use for the cap's LRU order (only with a cap). */
   memory_retrieve: { p_user_id: Uuid; p_category: string; p_key: string; p_retention_days: Days; p_touch: boolean };
   memory_get: { p_user_id: Uuid; p_category: string; p_key: string; p_retention_days: Days };

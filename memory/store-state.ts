@@ -3,6 +3,7 @@ import type { WriteClock } from './journal/clock.js';
 import type { Embedder } from './embeddings/embedder.js';
 import type { Journal } from './journal/journal.js';
 import type { Lifecycle } from './lifecycle.js';
+import type { GroupCommitters } from './group-commit.js';
 import type { SecretCipher } from './settings/cipher.js';
 import type { RpcTransport } from './transports/transport.js';
 
@@ -49,6 +50,8 @@ export interface StoreState {
   readonly embeddings?: Embedder;
   /** Consent default, retention and cap (MEMORY_CONSENT_DEFAULT, MEMORY_RETENTION_DAYS, MEMORY_MAX_PER_USER). */
   readonly lifecycle: Lifecycle;
+  /** Group commit of online stores and plain reads (openMemory's `groupCommit`); undefined: every call alone. */
+  readonly groupCommit: GroupCommitters | undefined;
   closed: boolean;
 }
 

@@ -14,6 +14,8 @@ import { TOMBSTONE_MAX_AGE_DAYS, checkLifecycle, type Lifecycle } from './lifecy
 import { livePending, mergePending, toMemory } from './overlay.js';
 import { applyJournalOp } from './replay.js';
 import { rpc, type RpcArgs, type RpcResult } from './rpc.js';
+import type { GroupCommit } from './combiner.js';
+import { groupCommitters } from './group-commit.js';
 import { RecentWrites, type StoreState } from './store-state.js';
 import { requireSql, type RpcTransport, type SqlTransport, type TransportKind } from './transports/transport.js';
 import type {
@@ -90,6 +92,8 @@ export class MemoryStore {
       embeddings?: Embedder;
       /** Consent default, retention and cap (default: granted, none, none). */
       lifecycle?: Partial<Lifecycle>;
+      /** Group commit of online stores (default DEFAULTS.groupCommit); false: every store alone. */
+      groupCommit?: GroupCommit | false;
     },
   ) {
     this.namespace = options.namespace;
@@ -104,6 +108,8 @@ export class MemoryStore {
       recent: new RecentWrites(),
       embeddings: options.embeddings,
       lifecycle: checkLifecycle(options.lifecycle ?? {}),
+      groupCommit:
+        options.groupCommit === false ? undefined : groupCommitters(options.groupCommit ?? DEFAULTS.groupCommit),
       closed: false,
     };
     transports.set(this, transport);
@@ -116,6 +122,20 @@ export class MemoryStore {
   /** Statements sent to the database so far (tests use it to prove one round trip per operation). */
   get statementCount(): number {
     return this.#state.transport.statementCount;
+  }
+
+  /**
+   * Group commit so far: online stores and plain reads sent, and the database calls that carried
+   * them (all 0 when it is off).
+   */
+  get groupCommitStats(): { stores: number; storeCalls: number; reads: number; readCalls: number } {
+    const g = this.#state.groupCommit;
+    return {
+      stores: g?.stores.items ?? 0,
+      storeCalls: g?.stores.calls ?? 0,
+      reads: g?.reads.items ?? 0,
+      readCalls: g?.reads.calls ?? 0,
+    };
   }
 
   /** The deterministic user id for an identity under this store's namespace. */

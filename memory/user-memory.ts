@@ -101,8 +101,8 @@ export class UserMemory {
     const { consentDefault, maxPerUser, retentionDays } = this.#state.lifecycle;
     const written = await writeOrJournal(
       this.#state,
-      (transport) =>
-        rpc(transport, 'memory_store', {
+      (transport) => {
+        const args = {
           p_user_id: userId,
           p_category: category,
           p_key: key,
@@ -112,7 +112,10 @@ export class UserMemory {
           p_consent: consentDefault,
           p_max_per_user: maxPerUser,
           p_retention_days: retentionDays,
-        }),
+        };
+        const combined = this.#state.groupCommit?.stores;
+        return combined ? combined.send({ transport, args }) : rpc(transport, 'memory_store', args);
+      },
       (clock) => ({
         op: 'store',
         userId,
@@ -189,7 +192,11 @@ export class UserMemory {
     const args = { p_user_id: this.user.id, p_category: category, p_key: key, p_retention_days: retentionDays };
     const pending = newestPending(await this.#pending(), category, key);
     // With a cap, a read that returns the value counts as a use (least recently used goes first).
-    if (!pending) return rpc(transport, 'memory_retrieve', { ...args, p_touch: maxPerUser !== null });
+    if (!pending) {
+      const plain = { ...args, p_touch: maxPerUser !== null };
+      const combined = this.#state.groupCommit?.reads;
+      return combined ? combined.send({ transport, args: plain }) : rpc(transport, 'memory_retrieve', plain);
+    }
     try {
       return resolvePending(pending, await rpc(transport, 'memory_get', args));
     } catch (error) {

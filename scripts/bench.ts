@@ -32,6 +32,8 @@ Options:
                       throughput (only put/get ops/s with 8 callers, ours against LangGraph's
                       PostgresStore, alternating); default: core and search
   --rounds <n>        rounds of the put/get throughput comparison (default 5)
+  --group-commit <n>  store calls in flight per process before stores are combined
+                      (openMemory's groupCommit.inFlight, default 2), or off
   --json <file>       also write the results as JSON
   -h, --help          this text
 
@@ -58,6 +60,7 @@ const { values: args } = parseArgs({
     stt: { type: 'string', default: 'realtime,http' },
     only: { type: 'string' },
     rounds: { type: 'string', default: '5' },
+    'group-commit': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -108,6 +111,16 @@ if (SECTIONS.some((s) => s !== 'core' && s !== 'search' && s !== 'throughput')) 
 const ROUNDS = Number(args.rounds);
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   process.stderr.write('bench: --rounds must be a whole number of at least 1\n');
+  process.exit(2);
+}
+const GROUP_COMMIT =
+  args['group-commit'] === undefined
+    ? undefined
+    : args['group-commit'] === 'off'
+      ? (false as const)
+      : { inFlight: Number(args['group-commit']) };
+if (GROUP_COMMIT && (!Number.isInteger(GROUP_COMMIT.inFlight) || GROUP_COMMIT.inFlight < 1)) {
+  process.stderr.write('bench: --group-commit takes a whole number of at least 1, or off\n');
   process.exit(2);
 }
 const ADMIN_URL = args['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -306,7 +319,7 @@ try {
     if (backend === 'postgres') {
       const db = await scratchDatabase();
       cleanups.push(db.drop);
-      const memory = await openMemory({ env: {}, databaseUrl: db.url });
+      const memory = await openMemory({ env: {}, databaseUrl: db.url, groupCommit: GROUP_COMMIT });
       await benchStore('postgres', memory, db.url);
       await memory.close();
     } else if (backend === 'embedded' || backend === 'embedded-socket') {
@@ -317,9 +330,12 @@ try {
         dataDir: dir,
         embeddedRole: 'owner',
         serve: backend === 'embedded-socket',
+        groupCommit: GROUP_COMMIT,
       });
       const memory =
-        backend === 'embedded' ? owner : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client' });
+        backend === 'embedded'
+          ? owner
+          : await openMemory({ env: {}, dataDir: dir, embeddedRole: 'client', groupCommit: GROUP_COMMIT });
       await benchStore(backend, memory);
       if (memory !== owner) await memory.close();
       await owner.close();

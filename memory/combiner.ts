@@ -1,0 +1,128 @@
+import { MemoryError } from './errors.js';
+
+/**
+ * Group commit (openMemory's `groupCommit`): at most `inFlight` calls of one kind (stores, reads)
+ * in flight per process; what arrives while that many are out waits, and everything waiting goes
+ * in the next call, together, up to `maxBatch`. What finds a free slot goes at once, alone: at low
+ * load nothing waits and nothing changes.
+ */
+export interface GroupCommit {
+  inFlight: number;
+  maxBatch: number;
+}
+
+/** The options, checked: a typed error naming the bad one, before anything is opened. */
+export function checkGroupCommit(options: GroupCommit): GroupCommit {
+  const { inFlight, maxBatch } = options;
+  if (!Number.isInteger(inFlight) || inFlight < 1) {
+    throw new MemoryError(
+      'INVALID_OPTION',
+      `groupCommit.inFlight must be a whole number of at least 1, not ${String(inFlight)}`,
+    );
+  }
+  if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 1000) {
+    throw new MemoryError(
+      'INVALID_OPTION',
+      `groupCommit.maxBatch must be a whole number from 1 to 1000, not ${String(maxBatch)}`,
+    );
+  }
+  return { inFlight, maxBatch };
+}
+
+/** How one kind of call is sent alone and together. */
+export interface CombinedCall<T, R> {
+  /** Items with the same group go in one call (same transport, same deployment arguments). */
+  group(item: T): unknown;
+  one(item: T): Promise<R>;
+  /** One answer per item, in the items' order (checked by the caller of `many`, see below). */
+  many(items: T[]): Promise<R[]>;
+  /**
+   * After `many` failed: true if the server refused the call as a whole, so that nothing of it
+   * happened and each item is sent again alone to get its own answer; false if it may have taken
+   * effect (no answer came), so that each item gets the error, as it would have alone.
+   */
+  refusedWhole(error: unknown): boolean;
+}
+
+interface Waiting<T, R> {
+  item: T;
+  resolve: (answer: R) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Calls of one kind, combined while the database is busy. Each caller's promise settles with its
+ * own item's answer (or error), and only when the call that carried it has finished: a store is
+ * acknowledged only once its transaction committed, as alone.
+ */
+export class Combiner<T, R> {
+  readonly #options: GroupCommit;
+  readonly #call: CombinedCall<T, R>;
+  #inFlight = 0;
+  #waiting: Array<Waiting<T, R>> = [];
+  /** Items sent, and the database calls that carried them (tests and the benchmark read these). */
+  items = 0;
+  calls = 0;
+
+  constructor(options: GroupCommit, call: CombinedCall<T, R>) {
+    this.#options = checkGroupCommit(options);
+    this.#call = call;
+  }
+
+  send(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#waiting.push({ item, resolve, reject });
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (this.#inFlight < this.#options.inFlight && this.#waiting.length > 0) {
+      const group = this.#call.group(this.#waiting[0]!.item);
+      const batch: Array<Waiting<T, R>> = [];
+      const rest: Array<Waiting<T, R>> = [];
+      for (const entry of this.#waiting) {
+        if (batch.length < this.#options.maxBatch && this.#call.group(entry.item) === group) batch.push(entry);
+        else rest.push(entry);
+      }
+      this.#waiting = rest;
+      this.#inFlight += 1;
+      void this.#send(batch).finally(() => {
+        this.#inFlight -= 1;
+        this.#drain();
+      });
+    }
+  }
+
+  async #send(batch: Array<Waiting<T, R>>): Promise<void> {
+    this.calls += 1;
+    this.items += batch.length;
+    if (batch.length === 1) return this.#alone(batch[0]!);
+    let answers: R[];
+    try {
+      answers = await this.#call.many(batch.map((entry) => entry.item));
+      if (answers.length !== batch.length) {
+        throw new MemoryError(
+          'INVALID_RESPONSE',
+          `the database answered ${answers.length} items for ${batch.length}: the database schema is not the one this version expects; run \`lk-memory migrate\``,
+        );
+      }
+    } catch (error) {
+      if (!this.#call.refusedWhole(error)) {
+        for (const entry of batch) entry.reject(error);
+        return;
+      }
+      await Promise.all(batch.map((entry) => this.#alone(entry)));
+      return;
+    }
+    batch.forEach((entry, i) => entry.resolve(answers[i]!));
+  }
+
+  async #alone(entry: Waiting<T, R>): Promise<void> {
+    try {
+      entry.resolve(await this.#call.one(entry.item));
+    } catch (error) {
+      entry.reject(error);
+    }
+  }
+}

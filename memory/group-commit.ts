@@ -1,0 +1,85 @@
+import { isMemoryError } from './errors.js';
+import { Combiner, type GroupCommit } from './combiner.js';
+import { rpc, type RpcArgs, type RpcResult } from './rpc.js';
+import { isUnreachable } from './store-state.js';
+import { jsonArg } from './transports/call.js';
+import type { RpcTransport } from './transports/transport.js';
+
+/**
+ * The two calls that group commit combines: online stores (memory_store_batch) and plain reads
+ * (memory_retrieve_batch). Items are combined only with items for the same transport; the
+ * deployment's arguments (consent default, cap, retention) are the store's own and the same for
+ * every item of it.
+ */
+
+export interface StoreItem {
+  transport: RpcTransport;
+  args: RpcArgs['memory_store'];
+}
+export type StoreAnswer = RpcResult<'memory_store'>;
+
+export interface RetrieveItem {
+  transport: RpcTransport;
+  args: RpcArgs['memory_retrieve'];
+}
+
+/**
+ * Errors after which a combined call may have taken effect (the database did not answer, or
+ * answered in a shape we cannot read): each item gets the error, as alone (a store then goes to
+ * the journal). After any other error the server refused the statement as a whole, so nothing of
+ * it was written, and each item is sent again alone to get exactly its own answer.
+ */
+function refusedWhole(error: unknown): boolean {
+  return !(isUnreachable(error) || isMemoryError(error, 'INVALID_RESPONSE') || isMemoryError(error, 'CLOSED'));
+}
+
+export function storeCombiner(options: GroupCommit): Combiner<StoreItem, StoreAnswer> {
+  return new Combiner<StoreItem, StoreAnswer>(options, {
+    group: (item) => item.transport,
+    one: (item) => rpc(item.transport, 'memory_store', item.args),
+    many: (items) => {
+      const { transport, args } = items[0]!;
+      return rpc(transport, 'memory_store_batch', {
+        p_items: jsonArg(
+          items.map(({ args: a }) => ({
+            user_id: a.p_user_id,
+            category: a.p_category,
+            key: a.p_key,
+            value: a.p_value,
+            expires_at: a.p_expires_at,
+          })),
+        ),
+        p_consent: args.p_consent,
+        p_max_per_user: args.p_max_per_user,
+        p_retention_days: args.p_retention_days,
+      });
+    },
+    refusedWhole,
+  });
+}
+
+export function retrieveCombiner(options: GroupCommit): Combiner<RetrieveItem, string | null> {
+  return new Combiner<RetrieveItem, string | null>(options, {
+    group: (item) => item.transport,
+    one: (item) => rpc(item.transport, 'memory_retrieve', item.args),
+    many: (items) => {
+      const { transport, args } = items[0]!;
+      return rpc(transport, 'memory_retrieve_batch', {
+        p_items: jsonArg(items.map(({ args: a }) => ({ user_id: a.p_user_id, category: a.p_category, key: a.p_key }))),
+        p_retention_days: args.p_retention_days,
+        p_touch: args.p_touch,
+      });
+    },
+    refusedWhole,
+  });
+}
+
+/** A store's two combiners; undefined when group commit is off. */
+export interface GroupCommitters {
+  stores: Combiner<StoreItem, StoreAnswer>;
+  reads: Combiner<RetrieveItem, string | null>;
+}
+
+export function groupCommitters(options: GroupCommit): GroupCommitters {
+  return { stores: storeCombiner(options), reads: retrieveCombiner(options) };
+}
