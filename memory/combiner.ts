@@ -60,9 +60,13 @@ export class Combiner<T, R> {
   readonly #call: CombinedCall<T, R>;
   #inFlight = 0;
   #waiting: Array<Waiting<T, R>> = [];
-  /** Items sent, and the database calls that carried them (tests and the benchmark read these). */
+  /**
+   * Items sent, the database calls that carried them, and combined calls the server refused as a
+   * whole (their items then went alone, each counted as a call). Tests and the benchmark read these.
+   */
   items = 0;
   calls = 0;
+  refused = 0;
 
   constructor(options: GroupCommit, call: CombinedCall<T, R>) {
     this.#options = checkGroupCommit(options);
@@ -112,6 +116,8 @@ export class Combiner<T, R> {
         for (const entry of batch) entry.reject(error);
         return;
       }
+      this.refused += 1;
+      this.calls += batch.length;
       await Promise.all(batch.map((entry) => this.#alone(entry)));
       return;
     }

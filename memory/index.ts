@@ -40,6 +40,7 @@ export {
 export { REDACTED, redactUrl, redactText, secretsOf, isSecretParam } from './redact.js';
 export { checkDatabaseUrl, databaseUrlProblem } from './database-url.js';
 export { openMemory, type OpenMemoryOptions } from './open.js';
+export { type GroupCommit } from './combiner.js';
 export { EmbeddingClient, checkEmbeddingAnswer, embeddingText, type EmbeddingOptions } from './embeddings/client.js';
 export { HOW_TO_GET_PGVECTOR, type EmbeddingStatus, type VectorAvailability } from './embeddings/embedder.js';
 export {
@@ -47,6 +48,7 @@ export {
   DEFAULT_MEMORY_LIMIT,
   MAX_MEMORY_LIMIT,
   type BackendInfo,
+  type GroupCommitStats,
   type RotationReport,
   type Profile,
   type ErasureReport,

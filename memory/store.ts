@@ -37,6 +37,19 @@ import type { ExportDocument } from './export-format.js';
 export { DEFAULT_MEMORY_LIMIT, MAX_MEMORY_LIMIT };
 export type { Profile, RotationReport, ErasureReport, ExportDocument };
 
+/** What group commit did so far (see MemoryStore.groupCommitStats). */
+export interface GroupCommitStats {
+  /** Online stores sent, and the database calls that carried them. */
+  stores: number;
+  storeCalls: number;
+  /** Combined calls the database refused as a whole; their stores then went alone (and count as calls). */
+  storeBatchesRefused: number;
+  /** Plain reads (retrieve) sent, the calls that carried them, and combined reads refused as a whole. */
+  reads: number;
+  readCalls: number;
+  readBatchesRefused: number;
+}
+
 export interface BackendInfo {
   kind: TransportKind;
   location: string;
@@ -128,13 +141,15 @@ export class MemoryStore {
    * Group commit so far: online stores and plain reads sent, and the database calls that carried
    * them (all 0 when it is off).
    */
-  get groupCommitStats(): { stores: number; storeCalls: number; reads: number; readCalls: number } {
+  get groupCommitStats(): GroupCommitStats {
     const g = this.#state.groupCommit;
     return {
       stores: g?.stores.items ?? 0,
       storeCalls: g?.stores.calls ?? 0,
+      storeBatchesRefused: g?.stores.refused ?? 0,
       reads: g?.reads.items ?? 0,
       readCalls: g?.reads.calls ?? 0,
+      readBatchesRefused: g?.reads.refused ?? 0,
     };
   }
 

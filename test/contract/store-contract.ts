@@ -10,6 +10,7 @@ import {
 import type { BackendFactory, BackendUnderTest } from '../support/backends.js';
 import { pick, seededRandom, testSeed } from '../support/random.js';
 import { describeErasureContract } from './erasure-contract.js';
+import { describeGroupCommitContract } from './group-commit-contract.js';
 import { describeLifecycleContract } from './lifecycle-contract.js';
 import { describeSearchContract } from './search-contract.js';
 import { describeSettingsContract } from './settings-contract.js';
@@ -61,6 +62,7 @@ export function describeStoreContract(name: string, factory: BackendFactory): vo
     describeSearchContract(() => backend);
     describeErasureContract(() => backend);
     describeLifecycleContract(() => backend);
+    describeGroupCommitContract(() => backend);
 
     it('keeps alice and bob apart (the original two-user check)', async () => {
       const alice = memory.forUser((await memory.startSession('alice@example.com')).user);
