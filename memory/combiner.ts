@@ -1,32 +1,42 @@
 import { MemoryError } from './errors.js';
 
 /**
- * Group commit (openMemory's `groupCommit`): at most `inFlight` calls of one kind (stores, reads)
- * in flight per process; what arrives while that many are out waits, and everything waiting goes
- * in the next call, together, up to `maxBatch`. What finds a free slot goes at once, alone: at low
- * load nothing waits and nothing changes.
+ * Group commit (openMemory's `groupCommit`): at most `storesInFlight` store calls and
+ * `readsInFlight` read calls in flight per process; what arrives while that many are out waits,
+ * and everything waiting goes in the next call, together, up to `maxBatch`. What finds a free slot
+ * goes at once, alone: at low load nothing waits and nothing changes.
  */
 export interface GroupCommit {
+  storesInFlight: number;
+  readsInFlight: number;
+  maxBatch: number;
+}
+
+/** One kind of call's limits. */
+export interface CombinerLimits {
   inFlight: number;
   maxBatch: number;
 }
 
 /** The options, checked: a typed error naming the bad one, before anything is opened. */
 export function checkGroupCommit(options: GroupCommit): GroupCommit {
-  const { inFlight, maxBatch } = options;
-  if (!Number.isInteger(inFlight) || inFlight < 1) {
-    throw new MemoryError(
-      'INVALID_OPTION',
-      `groupCommit.inFlight must be a whole number of at least 1, not ${String(inFlight)}`,
-    );
+  for (const name of ['storesInFlight', 'readsInFlight'] as const) {
+    const value = options[name];
+    if (!Number.isInteger(value) || value < 1 || value > 1000) {
+      throw new MemoryError(
+        'INVALID_OPTION',
+        `groupCommit.${name} must be a whole number from 1 to 1000, not ${String(value)}`,
+      );
+    }
   }
+  const { maxBatch } = options;
   if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 1000) {
     throw new MemoryError(
       'INVALID_OPTION',
       `groupCommit.maxBatch must be a whole number from 1 to 1000, not ${String(maxBatch)}`,
     );
   }
-  return { inFlight, maxBatch };
+  return { storesInFlight: options.storesInFlight, readsInFlight: options.readsInFlight, maxBatch };
 }
 
 /** How one kind of call is sent alone and together. */
@@ -56,7 +66,7 @@ interface Waiting<T, R> {
  * acknowledged only once its transaction committed, as alone.
  */
 export class Combiner<T, R> {
-  readonly #options: GroupCommit;
+  readonly #options: CombinerLimits;
   readonly #call: CombinedCall<T, R>;
   #inFlight = 0;
   #waiting: Array<Waiting<T, R>> = [];
@@ -68,8 +78,8 @@ export class Combiner<T, R> {
   calls = 0;
   refused = 0;
 
-  constructor(options: GroupCommit, call: CombinedCall<T, R>) {
-    this.#options = checkGroupCommit(options);
+  constructor(options: CombinerLimits, call: CombinedCall<T, R>) {
+    this.#options = { ...options };
     this.#call = call;
   }
 

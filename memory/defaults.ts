@@ -25,10 +25,12 @@ export const DEFAULTS = {
   /** PostgreSQL pool size per process: a voice session rarely has two queries in flight. */
   maxConnections: 10,
   /**
-   * Group commit (memory/combiner.ts): at most this many store calls (and as many read calls) in
-   * flight per process; what arrives meanwhile goes together in the next call, up to maxBatch.
+   * Group commit (memory/combiner.ts): at most this many store calls, and read calls, in flight per
+   * process; what arrives meanwhile goes together in the next call, up to maxBatch. One store call
+   * in flight measured best (npm run bench: put/get with 8 callers; two let more commits through
+   * but each carried fewer stores); reads do not commit, so two may go at once.
    */
-  groupCommit: { inFlight: 2, maxBatch: 64 },
+  groupCommit: { storesInFlight: 1, readsInFlight: 2, maxBatch: 64 },
   /** An embedded client waits this long for the folder's owner to serve it. */
   embeddedWaitMs: 10_000,
   /** Supabase RPCs: PostgREST adds a hop, so a little more room. */

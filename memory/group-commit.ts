@@ -1,5 +1,5 @@
 import { isMemoryError } from './errors.js';
-import { Combiner, type GroupCommit } from './combiner.js';
+import { Combiner, checkGroupCommit, type CombinerLimits, type GroupCommit } from './combiner.js';
 import { rpc, type RpcArgs, type RpcResult } from './rpc.js';
 import { isUnreachable } from './store-state.js';
 import { jsonArg } from './transports/call.js';
@@ -33,7 +33,7 @@ function refusedWhole(error: unknown): boolean {
   return !(isUnreachable(error) || isMemoryError(error, 'INVALID_RESPONSE') || isMemoryError(error, 'CLOSED'));
 }
 
-export function storeCombiner(options: GroupCommit): Combiner<StoreItem, StoreAnswer> {
+export function storeCombiner(options: CombinerLimits): Combiner<StoreItem, StoreAnswer> {
   return new Combiner<StoreItem, StoreAnswer>(options, {
     group: (item) => item.transport,
     one: (item) => rpc(item.transport, 'memory_store', item.args),
@@ -58,7 +58,7 @@ export function storeCombiner(options: GroupCommit): Combiner<StoreItem, StoreAn
   });
 }
 
-export function retrieveCombiner(options: GroupCommit): Combiner<RetrieveItem, string | null> {
+export function retrieveCombiner(options: CombinerLimits): Combiner<RetrieveItem, string | null> {
   return new Combiner<RetrieveItem, string | null>(options, {
     group: (item) => item.transport,
     one: (item) => rpc(item.transport, 'memory_retrieve', item.args),
@@ -81,5 +81,9 @@ export interface GroupCommitters {
 }
 
 export function groupCommitters(options: GroupCommit): GroupCommitters {
-  return { stores: storeCombiner(options), reads: retrieveCombiner(options) };
+  const { storesInFlight, readsInFlight, maxBatch } = checkGroupCommit(options);
+  return {
+    stores: storeCombiner({ inFlight: storesInFlight, maxBatch }),
+    reads: retrieveCombiner({ inFlight: readsInFlight, maxBatch }),
+  };
 }

@@ -44,10 +44,11 @@ export interface OpenMemoryOptions {
    */
   idleTimeoutMs?: number;
   /**
-   * Group commit of stores: at most `inFlight` store calls in flight per process (default 2);
-   * stores that arrive meanwhile go together in the next call (one transaction, one WAL flush),
-   * up to `maxBatch` (default 64). Each store is still acknowledged only once committed. false:
-   * every store is its own call.
+   * Group commit: at most `storesInFlight` store calls in flight per process (default 1); stores
+   * that arrive meanwhile, of any users, go together in the next call (one round trip, one
+   * transaction, one WAL flush), up to `maxBatch` (default 64). Each store is still acknowledged
+   * only once committed, with its own receipt or error. Plain reads likewise, `readsInFlight` at
+   * once (default 2). false: every call alone.
    */
   groupCommit?: Partial<GroupCommit> | false;
   /** Give up on one database call after this long (default 5 s; then TIMEOUT, and writes go to the journal). */

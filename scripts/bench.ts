@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { PostgresStore } from '@langchain/langgraph-checkpoint-postgres/store';
 import pg from 'pg';
-import { openMemory, type MemoryStore, type UserMemory } from '../memory/index.js';
+import { openMemory, type GroupCommit, type MemoryStore, type UserMemory } from '../memory/index.js';
 import { transportOf } from '../memory/store.js';
 import { benchSearch } from './bench/search.js';
 
@@ -32,8 +32,9 @@ Options:
                       throughput (only put/get ops/s with 8 callers, ours against LangGraph's
                       PostgresStore, alternating); default: core and search
   --rounds <n>        rounds of the put/get throughput comparison (default 5)
-  --group-commit <n>  store calls in flight per process before stores are combined
-                      (openMemory's groupCommit.inFlight, default 2), or off
+  --group-commit <s[,r]>  store calls (and read calls) in flight per process before
+                      more are combined into one call (openMemory's groupCommit,
+                      default 1,2), or off
   --json <file>       also write the results as JSON
   -h, --help          this text
 
@@ -113,15 +114,19 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1) {
   process.stderr.write('bench: --rounds must be a whole number of at least 1\n');
   process.exit(2);
 }
-const GROUP_COMMIT =
-  args['group-commit'] === undefined
-    ? undefined
-    : args['group-commit'] === 'off'
-      ? (false as const)
-      : { inFlight: Number(args['group-commit']) };
-if (GROUP_COMMIT && (!Number.isInteger(GROUP_COMMIT.inFlight) || GROUP_COMMIT.inFlight < 1)) {
-  process.stderr.write('bench: --group-commit takes a whole number of at least 1, or off\n');
-  process.exit(2);
+const GROUP_COMMIT = parseGroupCommit(args['group-commit']);
+function parseGroupCommit(text: string | undefined): Partial<GroupCommit> | false | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'off') return false;
+  const [stores, reads, ...rest] = text.split(',').map(Number);
+  const ok = (n: number | undefined) => n === undefined || (Number.isInteger(n) && n >= 1 && n <= 1000);
+  if (rest.length > 0 || !ok(stores) || !ok(reads)) {
+    process.stderr.write(
+      `bench: --group-commit takes "off", or store calls in flight and optionally read calls in flight (e.g. 1 or 1,2), not ${text}\n`,
+    );
+    process.exit(2);
+  }
+  return { storesInFlight: stores, ...(reads === undefined ? {} : { readsInFlight: reads }) };
 }
 const ADMIN_URL = args['database-url'] ?? process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const log = (line: string) => process.stderr.write(`${line}\n`);

@@ -9,14 +9,14 @@ const fresh = (label: string) => `${label}-${randomUUID()}@example.com`;
 
 /**
  * A store of its own over the backend's transport, so that its group commit counters count this
- * test's calls only. One call in flight: everything that arrives meanwhile is combined.
+ * test's calls only. One call of each kind in flight: everything that arrives meanwhile is combined.
  */
 function storeOver(memory: MemoryStore, lifecycle: Partial<Lifecycle> = {}, groupCommit?: GroupCommit): MemoryStore {
   return new MemoryStore(rpcTransportOf(memory), {
     namespace: memory.namespace,
     maxValueBytes: 16 * 1024,
     lifecycle,
-    groupCommit: groupCommit ?? { inFlight: 1, maxBatch: 64 },
+    groupCommit: groupCommit ?? { storesInFlight: 1, readsInFlight: 1, maxBatch: 64 },
   });
 }
 

@@ -41,8 +41,16 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
   }
 
   it('two writers combining stores of the same users and keys in opposite orders never deadlock (lock order)', async () => {
-    const a = await open({ databaseUrl: db.url, journal: false, groupCommit: { inFlight: 2, maxBatch: 64 } });
-    const b = await open({ databaseUrl: db.url, journal: false, groupCommit: { inFlight: 2, maxBatch: 64 } });
+    const a = await open({
+      databaseUrl: db.url,
+      journal: false,
+      groupCommit: { storesInFlight: 2, readsInFlight: 2, maxBatch: 64 },
+    });
+    const b = await open({
+      databaseUrl: db.url,
+      journal: false,
+      groupCommit: { storesInFlight: 2, readsInFlight: 2, maxBatch: 64 },
+    });
     const names = ['gc-lock-1', 'gc-lock-2', 'gc-lock-3'];
     const [usersA, usersB] = [await usersOf(a, names), await usersOf(b, names)];
     const slots = names.flatMap((_, u) => Array.from({ length: 10 }, (_, k) => ({ u, key: `k${k}` })));
@@ -77,7 +85,7 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
       dataDir: dir,
       timeoutMs: 400,
       backgroundSync: false,
-      groupCommit: { inFlight: 1, maxBatch: 64 },
+      groupCommit: { storesInFlight: 1, readsInFlight: 1, maxBatch: 64 },
     });
     const users = await usersOf(memory, ['gc-out-1', 'gc-out-2', 'gc-out-3', 'gc-out-4']);
     proxy.stopDatabase();
@@ -109,7 +117,7 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
     expect(alone.groupCommitStats).toMatchObject({ stores: 0, storeCalls: 0 });
 
     // Port 9 on loopback has nothing listening: an option error must come first.
-    for (const groupCommit of [{ inFlight: 0 }, { inFlight: 1.5 }, { maxBatch: 0 }, { maxBatch: 5000 }]) {
+    for (const groupCommit of [{ storesInFlight: 0 }, { readsInFlight: 1.5 }, { maxBatch: 0 }, { maxBatch: 5000 }]) {
       const caught = await openMemory({
         env: {},
         databaseUrl: 'postgres://nobody@127.0.0.1:9/none',
@@ -121,7 +129,7 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
       );
       expect(caught).toBeInstanceOf(MemoryError);
       expect((caught as MemoryError).code).toBe('INVALID_OPTION');
-      expect((caught as MemoryError).message).toMatch(/groupCommit\.(inFlight|maxBatch)/);
+      expect((caught as MemoryError).message).toMatch(/groupCommit\.(storesInFlight|readsInFlight|maxBatch)/);
     }
   });
 });
