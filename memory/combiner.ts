@@ -52,6 +52,13 @@ export interface CombinedCall<T, R> {
    * effect (no answer came), so that each item gets the error, as it would have alone.
    */
   refusedWhole(error: unknown): boolean;
+  /**
+   * The database did not answer: items still waiting for the same group get the error at once
+   * rather than wait their turn for a database that is not there (a store then goes to the journal).
+   */
+  unreachable(error: unknown): boolean;
+  /** Items resent alone after a refusal keep their order within a slot (the same user and key). */
+  slot(item: T): string;
 }
 
 interface Waiting<T, R> {
@@ -108,6 +115,18 @@ export class Combiner<T, R> {
     }
   }
 
+  /** Resolves once nothing is waiting and nothing is in flight (close() waits for this). */
+  async idle(): Promise<void> {
+    while (this.#inFlight > 0 || this.#waiting.length > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  #failWaiting(group: unknown, error: unknown): void {
+    const failed = this.#waiting.filter((entry) => this.#call.group(entry.item) === group);
+    if (failed.length === 0) return;
+    this.#waiting = this.#waiting.filter((entry) => this.#call.group(entry.item) !== group);
+    for (const entry of failed) entry.reject(error);
+  }
+
   async #send(batch: Array<Waiting<T, R>>): Promise<void> {
     this.calls += 1;
     this.items += batch.length;
@@ -124,11 +143,22 @@ export class Combiner<T, R> {
     } catch (error) {
       if (!this.#call.refusedWhole(error)) {
         for (const entry of batch) entry.reject(error);
+        if (this.#call.unreachable(error)) this.#failWaiting(this.#call.group(batch[0]!.item), error);
         return;
       }
       this.refused += 1;
       this.calls += batch.length;
-      await Promise.all(batch.map((entry) => this.#alone(entry)));
+      // Each alone; two of the same slot one after the other, in the order they were sent.
+      const slots = new Map<string, Array<Waiting<T, R>>>();
+      for (const entry of batch) {
+        const slot = this.#call.slot(entry.item);
+        slots.set(slot, [...(slots.get(slot) ?? []), entry]);
+      }
+      await Promise.all(
+        [...slots.values()].map(async (entries) => {
+          for (const entry of entries) await this.#alone(entry);
+        }),
+      );
       return;
     }
     batch.forEach((entry, i) => entry.resolve(answers[i]!));
@@ -139,6 +169,7 @@ export class Combiner<T, R> {
       entry.resolve(await this.#call.one(entry.item));
     } catch (error) {
       entry.reject(error);
+      if (this.#call.unreachable(error)) this.#failWaiting(this.#call.group(entry.item), error);
     }
   }
 }

@@ -24,14 +24,20 @@ export interface RetrieveItem {
 }
 
 /**
- * Errors after which a combined call may have taken effect (the database did not answer, or
- * answered in a shape we cannot read): each item gets the error, as alone (a store then goes to
- * the journal). After any other error the server refused the statement as a whole, so nothing of
- * it was written, and each item is sent again alone to get exactly its own answer.
+ * A combined call the server refused as a whole: it answered with a SQLSTATE (a caller's consent,
+ * a user erased meanwhile, a deadlock, a lock wait over the batch's lock_timeout), so the
+ * statement rolled back and nothing of it was written; each item is then sent again alone to get
+ * exactly its own answer. Anything else (no answer, an answer we cannot read, an error without a
+ * SQLSTATE such as a proxy's) may have taken effect: each item gets the error, as alone.
  */
 function refusedWhole(error: unknown): boolean {
-  return !(isUnreachable(error) || isMemoryError(error, 'INVALID_RESPONSE') || isMemoryError(error, 'CLOSED'));
+  if (isUnreachable(error) || !isMemoryError(error)) return false;
+  const cause = error.cause as { code?: unknown } | undefined;
+  return typeof cause?.code === 'string' && /^[0-9A-Z]{5}$/.test(cause.code);
 }
+
+const slot = (item: { args: { p_user_id: string; p_category: string; p_key: string } }) =>
+  `${item.args.p_user_id}\u0000${item.args.p_category}\u0000${item.args.p_key}`;
 
 export function storeCombiner(options: CombinerLimits): Combiner<StoreItem, StoreAnswer> {
   return new Combiner<StoreItem, StoreAnswer>(options, {
@@ -55,6 +61,8 @@ export function storeCombiner(options: CombinerLimits): Combiner<StoreItem, Stor
       });
     },
     refusedWhole,
+    unreachable: isUnreachable,
+    slot,
   });
 }
 
@@ -71,6 +79,8 @@ export function retrieveCombiner(options: CombinerLimits): Combiner<RetrieveItem
       });
     },
     refusedWhole,
+    unreachable: isUnreachable,
+    slot,
   });
 }
 

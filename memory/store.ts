@@ -471,6 +471,9 @@ export class MemoryStore {
     this.#state.closed = true;
     clearInterval(this.#purgeTimer);
     await this.#purging;
+    // Stores and reads already accepted (waiting to be combined) are sent before the pool closes.
+    await this.#state.groupCommit?.stores.idle();
+    await this.#state.groupCommit?.reads.idle();
     await this.#state.embeddings?.close();
     await this.#state.journal?.close();
     await this.#state.transport.close();

@@ -13,6 +13,11 @@
 -- subtransaction per item: EXCEPTION blocks would cost a subtransaction each on the fast path, and
 -- more than 64 in one transaction slow every other backend's snapshots.
 --
+-- A lock held elsewhere for long (a consent change erasing many rows, a purge) must not hold up
+-- every other caller of the batch: after 1 s of waiting for a lock the batch gives up (55P03, a
+-- refusal like any other), and each store is sent alone, where only the one that needs that lock
+-- waits for it.
+--
 -- Lock order: the stores run sorted by the advisory lock they take (hashtext of the user id), then
 -- by user, category and key, so two batches that touch the same users and keys take their locks
 -- in the same order and cannot deadlock each other. Stores of the same key keep the order in which
@@ -27,6 +32,7 @@ create or replace function public.memory_store_batch(p_items jsonb, p_consent te
 returns jsonb
 language plpgsql
 set search_path = ''
+set lock_timeout = '1s'
 as $$
 declare
   e record;
@@ -135,6 +141,7 @@ create or replace function public.memory_retrieve_batch(p_items jsonb, p_retenti
 returns jsonb
 language plpgsql
 set search_path = ''
+set lock_timeout = '1s'
 as $$
 declare
   e record;
@@ -163,6 +170,58 @@ begin
     answers[e.n] := pg_catalog.to_jsonb(public.memory_retrieve(e.user_id, e.category, e.key, p_retention_days, true));
   end loop;
   return pg_catalog.to_jsonb(answers);
+end;
+$$;
+
+-- Functions that write several rows of one user, in the lock order of the batches above, so that
+-- they cannot deadlock with a batch that holds some of the same rows:
+--  - memory_store_many (import, storeMany) stores its entries sorted by category and key (entries
+--    of the same key keep their order: the later one still wins);
+--  - memory_forget_all takes the user's lock exclusively first (as a consent change does), so it
+--    waits for batches holding the user's rows and batches wait for it.
+-- (memory_erase_user, which deletes every row of a user, can still meet a batch holding two of
+-- that user's rows in the other order: PostgreSQL then aborts one of the two within
+-- deadlock_timeout. A batch is sent again store by store; an erasure fails with DATABASE_ERROR
+-- and can be run again.)
+create or replace function public.memory_store_many(p_user_id uuid, p_memories jsonb, p_consent text default 'granted',
+                                                    p_max_per_user integer default null, p_retention_days integer default null)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  e record;
+  n integer := 0;
+begin
+  if pg_catalog.jsonb_typeof(p_memories) is distinct from 'array' then
+    raise exception 'memory_store_many expects a JSON array' using errcode = '22023';
+  end if;
+  for e in select x.category, x.key, x.value, x.expires_at
+             from rows from (pg_catalog.jsonb_to_recordset(p_memories) as (category text, key text, value text, expires_at timestamptz))
+                  with ordinality as x(category, key, value, expires_at, n)
+            order by x.category, x.key, x.n loop
+    if e.category is null or e.key is null or e.value is null then
+      raise exception 'memory_store_many: every entry needs category, key and value' using errcode = '22023';
+    end if;
+    perform public.memory_store(p_user_id, e.category, e.key, e.value, null, e.expires_at, p_consent, p_max_per_user, p_retention_days);
+    n := n + 1;
+  end loop;
+  return n;
+end;
+$$;
+
+create or replace function public.memory_forget_all(p_user_id uuid)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  n bigint;
+begin
+  perform pg_catalog.pg_advisory_xact_lock(1818979694, pg_catalog.hashtext(p_user_id::text));
+  delete from public.memories where user_id = p_user_id;
+  get diagnostics n = row_count;
+  return n;
 end;
 $$;
 

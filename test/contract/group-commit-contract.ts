@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MemoryError, MemoryStore, type GroupCommit, type Lifecycle, type StoreReceipt } from '../../memory/index.js';
+import { rpc } from '../../memory/rpc.js';
 import { rpcTransportOf } from '../../memory/store.js';
+import { jsonArg } from '../../memory/transports/call.js';
 import type { BackendUnderTest } from '../support/backends.js';
 
 /** A fresh identity per test, so tests that share one database never share a user. */
@@ -120,6 +122,83 @@ export function describeGroupCommitContract(get: () => BackendUnderTest): void {
       expect(await ok2.retrieve('FACT', 'a')).toBe('ok2 a');
       expect(await sql('select 1 from public.memories where user_id = $1', [denied.user.id])).toEqual([]);
       expect(await sql('select 1 from public.memory_users where id = $1', [ghost.user.id])).toEqual([]);
+    });
+
+    it('memory_store_batch answers each item with its own row: the clock and expiry of the row it wrote', async () => {
+      const { memory, sql } = get();
+      const users = await Promise.all(
+        ['x', 'y', 'z'].map(async (n) => (await memory.startSession(fresh(`gc-map-${n}`))).user),
+      );
+      const later = new Date(Date.now() + 86_400_000).toISOString();
+      // Interleaved users and keys, in an order unlike the lock order the function sorts them into.
+      const items = [2, 0, 1, 0, 2, 1].map((u, i) => ({
+        user_id: users[u]!.id,
+        category: 'FACT',
+        key: `k${5 - i}`,
+        value: `item ${i}`,
+        expires_at: i % 2 ? later : null,
+      }));
+      const answers = await rpc(rpcTransportOf(memory), 'memory_store_batch', {
+        p_items: jsonArg(items),
+        p_consent: 'granted',
+        p_max_per_user: null,
+        p_retention_days: null,
+      });
+      expect(answers).toHaveLength(items.length);
+      for (const [i, item] of items.entries()) {
+        const [row] = await sql<{ clock: string; value: string; expires_at: Date | string | null }>(
+          'select clock, value, expires_at from public.memories where user_id = $1 and category = $2 and key = $3',
+          [item.user_id, item.category, item.key],
+        );
+        expect(row!.value).toBe(item.value);
+        expect(answers[i]!.clock).toBe(row!.clock);
+        expect(answers[i]!.expires_at == null).toBe(item.expires_at === null);
+      }
+    });
+
+    it('combined stores keep the single store rules: consent asked for, a tombstone is overtaken, an expiry is kept', async () => {
+      const { memory, sql } = get();
+      const asking = storeOver(memory, { consentDefault: 'ask' });
+      const agreed = asking.forUser((await asking.startSession(fresh('gc-ask-yes'))).user);
+      const silent = asking.forUser((await asking.startSession(fresh('gc-ask-no'))).user);
+      await agreed.setConsent('granted');
+      await agreed.store('FACT', 'gone', 'first');
+      await agreed.forget('FACT', 'gone');
+      const [tomb] = await sql<{ clock: string }>(
+        "select clock from public.memory_tombstones where user_id = $1 and key = 'gone'",
+        [agreed.user.id],
+      );
+      const expiresAt = new Date(Date.now() + 3_600_000);
+      const before = asking.groupCommitStats;
+      const blocker = agreed.store('FACT', 'first', 'alone');
+      const results = await Promise.all([
+        settle(agreed.store('FACT', 'gone', 'back again')),
+        settle(silent.store('FACT', 'a', 'must wait for consent')),
+        settle(agreed.store('FACT', 'expiring', 'soon gone', { expiresAt })),
+      ]);
+      await blocker;
+      expect(asking.groupCommitStats.storeBatchesRefused - before.storeBatchesRefused).toBeGreaterThanOrEqual(1);
+      expect(results[0]).toMatchObject({ ok: { applied: true, savedTo: 'database' } });
+      expect((results[1] as { error: MemoryError }).error.code).toBe('CONSENT_REQUIRED');
+      expect(results[2]).toMatchObject({ ok: { applied: true, expiresAt } });
+      const [row] = await sql<{ clock: string }>(
+        "select clock from public.memories where user_id = $1 and key = 'gone'",
+        [agreed.user.id],
+      );
+      expect(row!.clock > tomb!.clock).toBe(true);
+      expect(await agreed.retrieve('FACT', 'gone')).toBe('back again');
+      expect(await sql('select 1 from public.memories where user_id = $1', [silent.user.id])).toEqual([]);
+      // An expired memory is not served by a combined read either.
+      await sql(
+        "update public.memories set expires_at = now() - interval '1 minute' where user_id = $1 and key = 'expiring'",
+        [agreed.user.id],
+      );
+      const reads = await Promise.all([
+        agreed.retrieve('FACT', 'expiring'),
+        agreed.retrieve('FACT', 'gone'),
+        agreed.retrieve('FACT', 'expiring'),
+      ]);
+      expect(reads).toEqual([null, 'back again', null]);
     });
 
     it('reads that arrive together go in fewer calls, and each caller reads only its own memory', async () => {

@@ -108,6 +108,27 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
     for (const row of rows) expect(row.value.startsWith(row.identity.replace('@example.com', ''))).toBe(true);
   });
 
+  it('close() sends the stores already waiting before it closes the pool: none is lost or refused', async () => {
+    const memory = await openMemory({
+      env: {},
+      migrate: false,
+      databaseUrl: db.url,
+      journal: false,
+      groupCommit: { storesInFlight: 1, readsInFlight: 1, maxBatch: 8 },
+    });
+    const [dave] = await usersOf(memory, ['gc-close']);
+    const pending = Array.from({ length: 30 }, (_, k) => dave!.store('FACT', `k${k}`, `v${k}`));
+    await memory.close();
+    const receipts = await Promise.all(pending);
+    expect(receipts.every((r) => r.applied && r.savedTo === 'database')).toBe(true);
+    const check = await open({ databaseUrl: db.url, journal: false });
+    const rows = await transportOf(check).query<{ n: number }>(
+      'select count(*)::int as n from public.memories where user_id = $1',
+      [dave!.user.id],
+    );
+    expect(rows[0]!.n).toBe(30);
+  });
+
   it('groupCommit: false sends every store alone; bad options are refused before anything is opened', async () => {
     const alone = await open({ databaseUrl: db.url, journal: false, groupCommit: false });
     const [carol] = await usersOf(alone, ['gc-alone']);
