@@ -177,12 +177,9 @@ $$;
 -- they cannot deadlock with a batch that holds some of the same rows:
 --  - memory_store_many (import, storeMany) stores its entries sorted by category and key (entries
 --    of the same key keep their order: the later one still wins);
---  - memory_forget_all takes the user's lock exclusively first (as a consent change does), so it
---    waits for batches holding the user's rows and batches wait for it.
--- (memory_erase_user, which deletes every row of a user, can still meet a batch holding two of
--- that user's rows in the other order: PostgreSQL then aborts one of the two within
--- deadlock_timeout. A batch is sent again store by store; an erasure fails with DATABASE_ERROR
--- and can be run again.)
+--  - memory_forget_all and memory_erase_user take the user's lock exclusively first (as a consent
+--    change does), so they wait for batches holding the user's rows and batches wait for them.
+--    memory_erase_user is the erasure migration's, with that one lock added.
 create or replace function public.memory_store_many(p_user_id uuid, p_memories jsonb, p_consent text default 'granted',
                                                     p_max_per_user integer default null, p_retention_days integer default null)
 returns integer
@@ -222,6 +219,75 @@ begin
   delete from public.memories where user_id = p_user_id;
   get diagnostics n = row_count;
   return n;
+end;
+$$;
+
+create or replace function public.memory_erase_user(p_user_id uuid, p_marker text, p_component text, p_only_if_stored boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  who text;
+  c text;
+  n_memories bigint := 0;
+  n_tombstones bigint := 0;
+  n_settings bigint := 0;
+  n_audit bigint := 0;
+  n_embeddings bigint := 0;
+  n_users bigint := 0;
+  at_ timestamptz;
+begin
+  if p_marker is null or p_marker !~ '^[0-9a-f]{64}$' then
+    raise exception 'memory_erase_user: the marker must be 64 lower-case hex digits' using errcode = '22023';
+  end if;
+  select u.identity into who from public.memory_users u where u.id = p_user_id;
+  if who is not null then
+    perform pg_catalog.pg_advisory_xact_lock(1818979693, pg_catalog.hashtext(who)); -- see memory_start_session
+  end if;
+  -- The user's store lock, exclusively (as a consent change takes it): stores in flight finish
+  -- first, later ones wait for the erasure, and a batch holding some of the user's rows never
+  -- meets this function's deletes in another order.
+  perform pg_catalog.pg_advisory_xact_lock(1818979694, pg_catalog.hashtext(p_user_id::text));
+  if p_only_if_stored
+     and not exists (select 1 from public.memory_users where id = p_user_id)
+     and not exists (select 1 from public.memory_audit_log where user_id = p_user_id) then
+    return jsonb_build_object('existed', false);
+  end if;
+  -- After the server's clock and after every clock the user's rows hold (a host whose clock ran
+  -- ahead may have written them): every write made before this moment is older than the erasure.
+  select pg_catalog.max(x) into c from (
+    select pg_catalog.lpad(pg_catalog.floor(extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint::text, 15, '0')
+           || '.0000000000.server' as x
+    union all select public.memory_clock_after(pg_catalog.max(m.clock)) from public.memories m where m.user_id = p_user_id
+    union all select public.memory_clock_after(pg_catalog.max(t.clock)) from public.memory_tombstones t where t.user_id = p_user_id
+    union all select public.memory_clock_after(pg_catalog.max(s.config_clock)) from public.memory_settings s where s.user_id = p_user_id
+    union all select public.memory_clock_after(pg_catalog.max(e.value ->> 'at'))
+                from public.memory_settings s, pg_catalog.jsonb_each(s.secrets) e
+               where s.user_id = p_user_id and e.value ->> 'at' ~ '^\d{15}\.\d{10}\.[A-Za-z0-9_-]{1,32}$'
+    -- An earlier erasure of the same user (who came back): never go back behind it.
+    union all select public.memory_clock_after(pg_catalog.max(a.detail ->> 'clock'))
+                from public.memory_audit_log a where a.action = 'erase' and a.detail ->> 'marker' = p_marker) k;
+  if pg_catalog.to_regclass('public.memory_embeddings') is not null then
+    execute 'delete from public.memory_embeddings where user_id = $1' using p_user_id;
+    get diagnostics n_embeddings = row_count;
+  end if;
+  delete from public.memories where user_id = p_user_id;
+  get diagnostics n_memories = row_count;
+  delete from public.memory_tombstones where user_id = p_user_id;
+  get diagnostics n_tombstones = row_count;
+  delete from public.memory_settings where user_id = p_user_id;
+  get diagnostics n_settings = row_count;
+  delete from public.memory_users where id = p_user_id;
+  get diagnostics n_users = row_count;
+  delete from public.memory_audit_log where user_id = p_user_id;
+  get diagnostics n_audit = row_count;
+  insert into public.memory_audit_log (user_id, tenant_id, action, component, detail)
+  values (null, null, 'erase', coalesce(p_component, 'unknown'), jsonb_build_object('marker', p_marker, 'clock', c))
+  returning at into at_;
+  return jsonb_build_object('existed', n_users > 0 or n_audit > 0, 'erased_at', at_, 'clock', c,
+                            'user', n_users > 0, 'memories', n_memories, 'tombstones', n_tombstones,
+                            'settings', n_settings, 'audit', n_audit, 'embeddings', n_embeddings);
 end;
 $$;
 

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryError, openMemory, type MemoryStore, type UserMemory } from '../../memory/index.js';
 import { transportOf } from '../../memory/store.js';
@@ -74,6 +75,80 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
       "select count(*)::int as n from public.memories m join public.memory_users u on u.id = m.user_id where u.identity like 'gc-lock-%' and m.value ~ '^[ab]5$'",
     );
     expect(rows[0]!.n).toBe(slots.length);
+  });
+
+  it("an erasure racing combined stores of the same user's keys: each store is written before it or refused after it, and nothing is left", async () => {
+    const writer = await open({
+      databaseUrl: db.url,
+      journal: false,
+      groupCommit: { storesInFlight: 1, readsInFlight: 1, maxBatch: 64 },
+    });
+    const eraser = await open({ databaseUrl: db.url, journal: false });
+    const identity = 'gc-erase@example.com';
+    const outcomes = { stored: 0, goneFirst: 0 };
+    for (let round = 0; round < 8; round += 1) {
+      const user = writer.forUser((await writer.startSession(identity)).user);
+      for (let k = 0; k < 20; k += 1) await user.store('FACT', `k${k}`, 'before');
+      // Stores of many of the user's keys (combined into batches) racing the erasure of all of them.
+      const stores = Array.from({ length: 40 }, (_, k) =>
+        user.store('FACT', `k${(k * 7) % 20}`, `round ${round}`).then(
+          () => 'stored',
+          (error: unknown) => error,
+        ),
+      );
+      const report = await eraser.eraseUser(identity);
+      expect(report.database.user).toBe(true);
+      for (const outcome of await Promise.all(stores)) {
+        if (outcome === 'stored') outcomes.stored += 1;
+        else {
+          // Only what a store alone meets after an erasure: the user is gone.
+          expect(outcome).toBeInstanceOf(MemoryError);
+          expect((outcome as MemoryError).code).toBe('USER_NOT_PROVISIONED');
+          outcomes.goneFirst += 1;
+        }
+      }
+      const left = await transportOf(eraser).query<{ n: number }>(
+        'select count(*)::int as n from public.memories where user_id = $1',
+        [user.user.id],
+      );
+      expect(left[0]!.n).toBe(0);
+    }
+    console.log(
+      `[group commit, erasure race] stores ${outcomes.stored} before the erasure, ${outcomes.goneFirst} after`,
+    );
+  });
+
+  it('an erasure waits for stores holding the user (the store lock, as a consent change takes it), so it never meets a batch in another row order', async () => {
+    const memory = await open({ databaseUrl: db.url, journal: false });
+    const identity = 'gc-erase-lock@example.com';
+    const user = memory.forUser((await memory.startSession(identity)).user);
+    await user.store('FACT', 'a', 'one');
+    // A batch in flight, as the database sees it: a transaction holding the user's shared store lock.
+    const batch = new pg.Client({ connectionString: db.url });
+    await batch.connect();
+    try {
+      await batch.query('begin');
+      await batch.query('select pg_advisory_xact_lock_shared(1818979694, hashtext($1::text))', [user.user.id]);
+      let settled = false;
+      const erasure = memory.eraseUser(identity).finally(() => {
+        settled = true;
+      });
+      // The erasure's backend waits on that advisory lock (seen in pg_stat_activity), not on a row.
+      let waiting = false;
+      for (let i = 0; i < 100 && !waiting && !settled; i += 1) {
+        const rows = await batch.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and query like '%memory_erase_user%'",
+        );
+        waiting = rows.rows[0]!.n > 0;
+        if (!waiting) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(settled).toBe(false);
+      expect(waiting).toBe(true);
+      await batch.query('commit');
+      expect((await erasure).database.memories).toBe(1);
+    } finally {
+      await batch.end();
+    }
   });
 
   it('the database stops while stores wait to be combined: each one goes to the journal, and all of them arrive after', async () => {
