@@ -1,4 +1,20 @@
-import { MemoryError } from './errors.js';
+import { MemoryError, isMemoryError } from './errors.js';
+import { isUnreachable } from './store-state.js';
+
+/**
+ * A combined call the server refused as a whole: it answered with a SQLSTATE (a caller's consent,
+ * a user erased meanwhile, a deadlock, a lock wait over the batch's lock_timeout), so the
+ * statement rolled back and nothing of it was written; each item is then sent again alone to get
+ * exactly its own answer. Anything else (no answer, an answer we cannot read, an error without a
+ * SQLSTATE such as a proxy's) may have taken effect: each item gets the error, as alone. When the
+ * database did not answer, items still waiting for the same group get the error at once rather
+ * than wait their turn for a database that is not there (a store then goes to the journal).
+ */
+function refusedWhole(error: unknown): boolean {
+  if (isUnreachable(error) || !isMemoryError(error)) return false;
+  const cause = error.cause as { code?: unknown } | undefined;
+  return typeof cause?.code === 'string' && /^[0-9A-Z]{5}$/.test(cause.code);
+}
 
 /**
  * Group commit (openMemory's `groupCommit`): at most `storesInFlight` store calls and
@@ -46,17 +62,6 @@ export interface CombinedCall<T, R> {
   one(item: T): Promise<R>;
   /** One answer per item, in the items' order (checked by the caller of `many`, see below). */
   many(items: T[]): Promise<R[]>;
-  /**
-   * After `many` failed: true if the server refused the call as a whole, so that nothing of it
-   * happened and each item is sent again alone to get its own answer; false if it may have taken
-   * effect (no answer came), so that each item gets the error, as it would have alone.
-   */
-  refusedWhole(error: unknown): boolean;
-  /**
-   * The database did not answer: items still waiting for the same group get the error at once
-   * rather than wait their turn for a database that is not there (a store then goes to the journal).
-   */
-  unreachable(error: unknown): boolean;
   /** Items resent alone after a refusal keep their order within a slot (the same user and key). */
   slot(item: T): string;
 }
@@ -141,9 +146,9 @@ export class Combiner<T, R> {
         );
       }
     } catch (error) {
-      if (!this.#call.refusedWhole(error)) {
+      if (!refusedWhole(error)) {
         for (const entry of batch) entry.reject(error);
-        if (this.#call.unreachable(error)) this.#failWaiting(this.#call.group(batch[0]!.item), error);
+        if (isUnreachable(error)) this.#failWaiting(this.#call.group(batch[0]!.item), error);
         return;
       }
       this.refused += 1;
@@ -152,7 +157,9 @@ export class Combiner<T, R> {
       const slots = new Map<string, Array<Waiting<T, R>>>();
       for (const entry of batch) {
         const slot = this.#call.slot(entry.item);
-        slots.set(slot, [...(slots.get(slot) ?? []), entry]);
+        const entries = slots.get(slot);
+        if (entries) entries.push(entry);
+        else slots.set(slot, [entry]);
       }
       await Promise.all(
         [...slots.values()].map(async (entries) => {
@@ -169,7 +176,7 @@ export class Combiner<T, R> {
       entry.resolve(await this.#call.one(entry.item));
     } catch (error) {
       entry.reject(error);
-      if (this.#call.unreachable(error)) this.#failWaiting(this.#call.group(entry.item), error);
+      if (isUnreachable(error)) this.#failWaiting(this.#call.group(entry.item), error);
     }
   }
 }

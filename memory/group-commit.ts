@@ -1,7 +1,6 @@
-import { isMemoryError } from './errors.js';
 import { Combiner, checkGroupCommit, type CombinerLimits, type GroupCommit } from './combiner.js';
 import { rpc, type RpcArgs, type RpcResult } from './rpc.js';
-import { isUnreachable } from './store-state.js';
+import { RecentWrites } from './store-state.js';
 import { jsonArg } from './transports/call.js';
 import type { RpcTransport } from './transports/transport.js';
 
@@ -23,21 +22,8 @@ export interface RetrieveItem {
   args: RpcArgs['memory_retrieve'];
 }
 
-/**
- * A combined call the server refused as a whole: it answered with a SQLSTATE (a caller's consent,
- * a user erased meanwhile, a deadlock, a lock wait over the batch's lock_timeout), so the
- * statement rolled back and nothing of it was written; each item is then sent again alone to get
- * exactly its own answer. Anything else (no answer, an answer we cannot read, an error without a
- * SQLSTATE such as a proxy's) may have taken effect: each item gets the error, as alone.
- */
-function refusedWhole(error: unknown): boolean {
-  if (isUnreachable(error) || !isMemoryError(error)) return false;
-  const cause = error.cause as { code?: unknown } | undefined;
-  return typeof cause?.code === 'string' && /^[0-9A-Z]{5}$/.test(cause.code);
-}
-
-const slot = (item: { args: { p_user_id: string; p_category: string; p_key: string } }) =>
-  `${item.args.p_user_id}\u0000${item.args.p_category}\u0000${item.args.p_key}`;
+const slot = ({ args: a }: { args: { p_user_id: string; p_category: string; p_key: string } }) =>
+  RecentWrites.slot(a.p_user_id, a.p_category, a.p_key);
 
 export function storeCombiner(options: CombinerLimits): Combiner<StoreItem, StoreAnswer> {
   return new Combiner<StoreItem, StoreAnswer>(options, {
@@ -60,8 +46,6 @@ export function storeCombiner(options: CombinerLimits): Combiner<StoreItem, Stor
         p_retention_days: args.p_retention_days,
       });
     },
-    refusedWhole,
-    unreachable: isUnreachable,
     slot,
   });
 }
@@ -78,8 +62,6 @@ export function retrieveCombiner(options: CombinerLimits): Combiner<RetrieveItem
         p_touch: args.p_touch,
       });
     },
-    refusedWhole,
-    unreachable: isUnreachable,
     slot,
   });
 }

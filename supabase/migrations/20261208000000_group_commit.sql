@@ -40,6 +40,8 @@ declare
   result jsonb;
   total integer;
   refused record;
+  incomplete boolean;
+  repeated boolean;
 begin
   if pg_catalog.jsonb_typeof(p_items) is distinct from 'array' then
     raise exception 'memory_store_batch expects a JSON array' using errcode = '22023';
@@ -50,15 +52,18 @@ begin
   total := pg_catalog.jsonb_array_length(p_items);
   -- The items are read from p_items by each statement below (a temporary table would write the
   -- catalog on every call).
-  if exists (select 1 from rows from (pg_catalog.jsonb_to_recordset(p_items) as (user_id uuid, category text, key text, value text, expires_at timestamptz)) with ordinality as i(user_id, category, key, value, expires_at, n)
-              where i.user_id is null or i.category is null or i.key is null or i.value is null) then
+  -- One pass over the items for both checks below.
+  select pg_catalog.bool_or(i.user_id is null or i.category is null or i.key is null or i.value is null),
+         pg_catalog.count(*) <> pg_catalog.count(distinct (i.user_id, i.category, i.key))
+    into incomplete, repeated
+    from rows from (pg_catalog.jsonb_to_recordset(p_items) as (user_id uuid, category text, key text, value text, expires_at timestamptz)) with ordinality as i(user_id, category, key, value, expires_at, n);
+  if incomplete then
     raise exception 'memory_store_batch: every item needs user_id, category, key and value' using errcode = '22023';
   end if;
 
   -- The cap evicts store by store, and the same key twice must apply in order: memory_store itself,
   -- item by item, in lock order.
-  if p_max_per_user is not null
-     or exists (select 1 from rows from (pg_catalog.jsonb_to_recordset(p_items) as (user_id uuid, category text, key text, value text, expires_at timestamptz)) with ordinality as i(user_id, category, key, value, expires_at, n) group by i.user_id, i.category, i.key having pg_catalog.count(*) > 1) then
+  if p_max_per_user is not null or repeated then
     answers := pg_catalog.array_fill(null::jsonb, array[total]);
     for e in select i.* from rows from (pg_catalog.jsonb_to_recordset(p_items) as (user_id uuid, category text, key text, value text, expires_at timestamptz)) with ordinality as i(user_id, category, key, value, expires_at, n)
               order by pg_catalog.hashtext(i.user_id::text), i.user_id, i.category, i.key, i.n loop
