@@ -136,10 +136,12 @@ describe('group commit under faults and contention (PostgreSQL)', () => {
       // The erasure's backend waits on that advisory lock (seen in pg_stat_activity), not on a row.
       let waiting = false;
       for (let i = 0; i < 100 && !waiting && !settled; i += 1) {
-        const rows = await batch.query<{ n: number }>(
+        // Asked outside the open transaction: inside it, pg_stat_activity is a snapshot taken at its
+        // first read (stats_fetch_consistency), which would never show the erasure starting to wait.
+        const rows = await transportOf(memory).query<{ n: number }>(
           "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and query like '%memory_erase_user%'",
         );
-        waiting = rows.rows[0]!.n > 0;
+        waiting = rows[0]!.n > 0;
         if (!waiting) await new Promise((r) => setTimeout(r, 50));
       }
       expect(settled).toBe(false);
